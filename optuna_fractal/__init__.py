@@ -1,0 +1,21 @@
+"""Partition-based ("fractal") samplers for Optuna.
+
+``SOOSampler`` runs Simultaneous Optimistic Optimization and ``BaMSOOSampler`` its Bayesian
+variant, with every decision stored in the study so that many workers can share one storage.
+"""
+
+from __future__ import annotations
+
+from optuna_fractal._sampler import SOOSampler
+from optuna_fractal._view import NodeView
+from optuna_fractal._view import TreeView
+from optuna_fractal._view import get_tree
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NodeView",
+    "SOOSampler",
+    "TreeView",
+    "get_tree",
+]
