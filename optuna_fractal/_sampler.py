@@ -302,9 +302,10 @@ class _PartitionSampler(BaseSampler):
         if decision.node_id is None:
             study_key = self._study_key(study)
             if study_key not in self._exhausted_logged:
-                _logger.info(
-                    f"Every cell of study {study.study_name!r} that can be split is split and "
-                    "evaluated; further trials are sampled independently and the study stops."
+                _logger.warning(
+                    f"Every cell of study {study.study_name!r} is split down to single values "
+                    "and evaluated; further trials are sampled by the independent sampler. "
+                    "Stop the study, or widen the search space."
                 )
                 self._exhausted_logged.add(study_key)
             role = ROLE_EXHAUSTED
@@ -343,11 +344,13 @@ class _PartitionSampler(BaseSampler):
         if not search_space:
             return {}
         record = self._record_for(study, trial)
-        if record.role != ROLE_CELL or record.node is None:
-            return {}
         space = self._known_space(study)
-        if space is None:
-            return {}
+        if record.role != ROLE_CELL or record.node is None or space is None:
+            # No cell for this trial: sample the whole relative space independently.
+            return {
+                name: self._independent_sampler.sample_independent(study, trial, name, dist)
+                for name, dist in search_space.items()
+            }
         with self._lock:
             state = self._states.get(self._study_key(study))
             if state is None or record.node not in state.tree.nodes:
@@ -397,9 +400,7 @@ class _PartitionSampler(BaseSampler):
     ) -> None:
         self._independent_sampler.after_trial(study, trial, state, values)
         with self._lock:
-            record = self._records.pop((id(study._storage), trial._trial_id), None)
-        if record is not None and record.role == ROLE_EXHAUSTED:
-            study.stop()
+            self._records.pop((id(study._storage), trial._trial_id), None)
 
 
 class SOOSampler(_PartitionSampler):

@@ -1,0 +1,319 @@
+"""Gaussian-process surrogate behind a small fit/predict interface.
+
+BaMSOO (Wang, Shakibi, Jin and de Freitas, AISTATS 2014) needs a model that returns a posterior
+mean and standard deviation at the centres of new nodes. :class:`Surrogate` is that interface,
+and :class:`BoTorchGP` implements it with BoTorch's ``SingleTaskGP``. Any object with the same
+``fit`` and ``predict`` methods can stand in for it.
+
+torch, gpytorch and botorch are imported on the first ``fit``, never at import time, so that
+``import optuna_fractal`` works without the ``bo`` extra.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import contextlib
+import numbers
+from typing import Any
+from typing import Protocol
+from typing import runtime_checkable
+
+import numpy as np
+
+
+class SurrogateFitError(RuntimeError):
+    """Raised when a surrogate cannot be fitted to the data or its predictions are not finite.
+
+    The caller is expected to log it and evaluate the objective for real instead of trusting
+    the model.
+    """
+
+
+@runtime_checkable
+class Surrogate(Protocol):
+    """Regression model used by BaMSOO to bound the objective at unevaluated points.
+
+    Inputs are points of the unit cube ``[0, 1]^d`` and values are to be maximised. The
+    policy calls ``fit`` once per sampling decision and then ``predict`` on the centres of
+    all candidate nodes.
+    """
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fit the model to ``x`` of shape ``(n, d)`` and finite ``y`` of shape ``(n,)``.
+
+        Raises:
+            SurrogateFitError: If the data are unusable or the fit failed.
+        """
+        ...
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the posterior mean and standard deviation at ``x``, both of shape ``(m,)``.
+
+        Both are in the units of ``y``.
+
+        Raises:
+            SurrogateFitError: If no fit succeeded yet or the predictions are not finite.
+        """
+        ...
+
+
+class BoTorchGP:
+    """Exact Gaussian process from BoTorch, refitted with a warm start.
+
+    The model is ``botorch.models.SingleTaskGP`` with BoTorch's default kernel and priors,
+    ``Normalize`` on the inputs with the unit cube as fixed bounds, and ``Standardize`` on the
+    outputs. It is fitted in float64 by ``botorch.fit.fit_gpytorch_mll`` on an
+    ``ExactMarginalLogLikelihood``. Each ``fit`` starts from the hyperparameters of the
+    previous successful fit when the dimension is unchanged, so that one fit per decision
+    stays cheap and the hyperparameters move smoothly. A failed fit leaves those starting
+    values as they were.
+
+    ``predict`` returns the posterior of the latent function, without observation noise.
+
+    Determinism: the fit runs under ``torch.manual_seed(seed)`` inside a forked torch RNG, so the
+    global torch RNG is left as it was. Two objects with the same seed that receive the same
+    sequence of ``fit`` calls return identical predictions. With ``seed=None`` only the random
+    restarts that BoTorch draws after a failed optimisation attempt are unseeded.
+
+    Threads: torch uses all cores by default. Pass ``num_threads`` to run ``fit`` and
+    ``predict`` with ``torch.set_num_threads(num_threads)``. The setting is process-wide while
+    it lasts and is restored afterwards, so other threads that use torch at the same time see
+    it too. With ``num_threads=None`` the thread count is never touched.
+
+    Args:
+        seed: Seed for torch's RNG during each fit. Defaults to ``None`` (unseeded).
+        num_threads: Number of torch threads during ``fit`` and ``predict``, at least 1.
+            Defaults to ``None`` (leave torch's setting alone).
+
+    Raises:
+        ImportError: On the first ``fit`` if torch, gpytorch or botorch is missing.
+
+    Example:
+        .. code-block:: python
+
+            import numpy as np
+            from optuna_fractal._surrogate import BoTorchGP
+
+            rng = np.random.default_rng(0)
+            x = rng.random((12, 2))
+            y = -np.sum((x - 0.3) ** 2, axis=1)
+            gp = BoTorchGP(seed=0)
+            gp.fit(x, y)
+            mean, std = gp.predict(np.array([[0.3, 0.3], [0.9, 0.9]]))
+    """
+
+    def __init__(self, seed: int | None = None, *, num_threads: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        if num_threads is not None:
+            if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
+                raise TypeError(f"num_threads must be an int or None, got {num_threads!r}.")
+            if num_threads < 1:
+                raise ValueError(
+                    f"num_threads must be at least 1, got {num_threads}. Pass None to leave "
+                    "torch's thread count unchanged."
+                )
+        self._seed = None if seed is None else int(seed)
+        self._num_threads = None if num_threads is None else int(num_threads)
+        self._model: Any = None
+        self._dim: int | None = None
+        # Hyperparameters of the last successful fit, used as the next fit's starting point.
+        self._warm_state: dict[str, dict[str, Any]] | None = None
+        self._warm_dim: int | None = None
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fit the Gaussian process to ``x`` of shape ``(n, d)`` and ``y`` of shape ``(n,)``.
+
+        Args:
+            x: Points in the unit cube ``[0, 1]^d``.
+            y: Finite values to maximise.
+
+        Raises:
+            ValueError: If the shapes do not match or ``x`` leaves the unit cube.
+            SurrogateFitError: If there are fewer than 2 points, all ``y`` are equal, a value
+                is not finite, BoTorch fails to fit, or the fitted model predicts non-finite
+                values at the training points.
+        """
+        x_array, y_array = _validate_training_data(x, y)
+
+        import torch
+
+        # A failed fit must not leave an older model behind for predict() to use silently.
+        self._model = None
+        self._dim = None
+        with self._torch_threads():
+            model = self._fit_model(
+                torch.from_numpy(x_array), torch.from_numpy(y_array).unsqueeze(-1)
+            )
+            mean, std = _posterior(model, torch.from_numpy(x_array))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise SurrogateFitError(
+                f"The Gaussian process fitted to {len(y_array)} points predicts non-finite "
+                "values at its own training points, so its bounds cannot be trusted."
+            )
+
+        self._model = model
+        self._dim = x_array.shape[1]
+        self._warm_state = {
+            name: {key: value.detach().clone() for key, value in module.state_dict().items()}
+            for name, module in _hyperparameter_modules(model).items()
+        }
+        self._warm_dim = x_array.shape[1]
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the posterior mean and standard deviation of the latent function at ``x``.
+
+        Args:
+            x: Points of shape ``(m, d)`` in the unit cube, with ``d`` as in the last fit.
+
+        Returns:
+            ``(mean, std)``, each a float64 array of shape ``(m,)`` in the units of ``y``.
+
+        Raises:
+            ValueError: If ``x`` has the wrong shape or leaves the unit cube.
+            SurrogateFitError: If the last ``fit`` failed or none was made, or if a
+                prediction is not finite.
+        """
+        if self._model is None or self._dim is None:
+            raise SurrogateFitError(
+                "BoTorchGP has no fitted model: call fit() first, and do not predict after a "
+                "fit that raised SurrogateFitError."
+            )
+        x_array = _validate_points(x, name="x")
+        if x_array.shape[1] != self._dim:
+            raise ValueError(
+                f"x has {x_array.shape[1]} columns but the model was fitted in {self._dim} "
+                "dimensions. Pass points with the same dimension as in fit()."
+            )
+        if x_array.shape[0] == 0:
+            return np.empty(0), np.empty(0)
+
+        import torch
+
+        with self._torch_threads():
+            mean, std = _posterior(self._model, torch.from_numpy(x_array))
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std))):
+            raise SurrogateFitError(
+                f"The Gaussian process predicted non-finite values at {x_array.shape[0]} "
+                "points; refit it or evaluate these points for real."
+            )
+        return mean, std
+
+    def _fit_model(self, train_x: Any, train_y: Any) -> Any:
+        import torch
+        from botorch.exceptions import ModelFittingError
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms import Normalize
+        from botorch.models.transforms import Standardize
+        from botorch.utils.sampling import manual_seed
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        dim = train_x.shape[1]
+        bounds = torch.stack(
+            [torch.zeros(dim, dtype=torch.float64), torch.ones(dim, dtype=torch.float64)]
+        )
+        model = SingleTaskGP(
+            train_x,
+            train_y,
+            input_transform=Normalize(d=dim, bounds=bounds),
+            outcome_transform=Standardize(m=1),
+        )
+        if self._warm_state is not None and self._warm_dim == dim:
+            for name, module in _hyperparameter_modules(model).items():
+                module.load_state_dict(self._warm_state[name])
+
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        try:
+            with manual_seed(self._seed):
+                fit_gpytorch_mll(mll)
+        # BoTorch raises ModelFittingError after its retries; linear-algebra failures in
+        # gpytorch are RuntimeError subclasses (NotPSDError), and bad values raise ValueError.
+        except (ModelFittingError, RuntimeError, ValueError) as error:
+            raise SurrogateFitError(
+                f"Fitting the Gaussian process to {train_x.shape[0]} points in {dim} "
+                f"dimensions failed: {error}"
+            ) from error
+        model.eval()
+        return model
+
+    @contextlib.contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        if self._num_threads is None:
+            yield
+            return
+
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self._num_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+def _hyperparameter_modules(model: Any) -> dict[str, Any]:
+    """Return the submodules whose state carries over between fits.
+
+    The outcome transform is left out because its mean and scale belong to the data.
+    """
+    return {
+        "covar_module": model.covar_module,
+        "likelihood": model.likelihood,
+        "mean_module": model.mean_module,
+    }
+
+
+def _posterior(model: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        posterior = model.posterior(x)
+        mean = posterior.mean.squeeze(-1)
+        std = posterior.variance.clamp_min(0.0).sqrt().squeeze(-1)
+    return mean.cpu().numpy().astype(np.float64), std.cpu().numpy().astype(np.float64)
+
+
+def _validate_points(x: np.ndarray, *, name: str) -> np.ndarray:
+    array = np.asarray(x, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape (n, d), got shape {array.shape}. Reshape a "
+            "single point to (1, d)."
+        )
+    if array.shape[1] == 0:
+        raise ValueError(f"{name} has 0 columns; the unit cube needs at least one dimension.")
+    if not np.all(np.isfinite(array)):
+        raise SurrogateFitError(f"{name} contains NaN or infinite coordinates.")
+    if array.size > 0 and (array.min() < 0.0 or array.max() > 1.0):
+        raise ValueError(
+            f"{name} must lie in the unit cube [0, 1]^d, but its coordinates span "
+            f"[{array.min()}, {array.max()}]. Encode the points into the unit cube first."
+        )
+    return np.ascontiguousarray(array)
+
+
+def _validate_training_data(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    x_array = _validate_points(x, name="x")
+    y_array = np.asarray(y, dtype=np.float64)
+    if y_array.ndim != 1 or y_array.shape[0] != x_array.shape[0]:
+        raise ValueError(
+            f"y must have shape ({x_array.shape[0]},) to match x of shape {x_array.shape}, "
+            f"got {y_array.shape}."
+        )
+    if y_array.shape[0] < 2:
+        raise SurrogateFitError(
+            f"A Gaussian process needs at least 2 points, got {y_array.shape[0]}."
+        )
+    if not np.all(np.isfinite(y_array)):
+        n_bad = int(np.sum(~np.isfinite(y_array)))
+        raise SurrogateFitError(
+            f"y contains {n_bad} NaN or infinite values; drop those points before fitting."
+        )
+    if np.all(y_array == y_array[0]):
+        raise SurrogateFitError(
+            f"All {y_array.shape[0]} values of y equal {y_array[0]}, so the Gaussian process "
+            "has no scale to fit."
+        )
+    return x_array, np.ascontiguousarray(y_array)
