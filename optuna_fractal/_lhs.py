@@ -6,7 +6,7 @@ for Selecting Values of Input Variables in the Analysis of Output from a Compute
 Technometrics 21(2), 1979). Here the design is a pure function of a seed, the parameter names
 and ``n``, and design point ``i`` belongs to trial number ``i``. Optuna gives every trial of a
 study a unique number on every storage, so workers that share a storage evaluate each design
-point exactly once without talking to each other.
+point once without talking to each other.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import functools
 import hashlib
 import math
 import numbers
-from typing import Any
 from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import optuna
@@ -26,7 +26,6 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 from optuna.samplers import BaseSampler
-
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -74,12 +73,14 @@ class LHSSampler(BaseSampler):
       ``sample_independent`` alone, one parameter at a time, which is how
       ``optuna_integration.BoTorchSampler`` calls its ``independent_sampler``. Conditional
       parameters and search spaces that grow during the study work too.
-    * With ``search_space``, the known parameters get one joint design from
+    * With ``search_space``, the parameters named there get one joint design from
       ``scipy.stats.qmc.LatinHypercube(optimization="random-cd")``, which permutes values
       within columns to lower the centred discrepancy. Every column stays one point per
-      stratum, but the points also spread better in the joint space. That optimisation
-      takes about 1 s for 200 points in 10 dimensions on one core, once per process and
-      block. Parameters outside ``search_space`` fall back to the column design.
+      stratum, but the points also spread better in the joint space. The joint design
+      depends only on the seed, the sorted names and ``n_points``, so ``sample_independent``
+      still computes any one value alone. The optimisation took about 1 s for 200 points in
+      10 dimensions on one CPU core (scipy 1.17), once per process and block. Parameters
+      outside ``search_space`` use the column design.
 
     Categorical, stepped float and linear integer parameters are discrete with ``k`` values.
     Stratum ``j`` of ``n`` covers the values with indices from ``floor(j * k / n)`` to
@@ -95,9 +96,10 @@ class LHSSampler(BaseSampler):
             means 10 per parameter of ``search_space`` when it is given and 10 otherwise.
         seed: Seed of the design, an int in ``[0, 2**64)``. Defaults to ``None``, which
             derives the seed from the study name.
-        search_space: Parameter name to Optuna distribution. When given, these parameters are
-            sampled together in ``sample_relative`` from one joint design. Defaults to
-            ``None`` (every parameter through ``sample_independent``).
+        search_space: Parameter name to Optuna distribution. When given, these parameters
+            share one joint design. A parameter is matched by name and sampled from the
+            distribution the objective suggests. Defaults to ``None`` (one column per
+            parameter).
 
     Raises:
         TypeError: If an argument has the wrong type.
@@ -153,9 +155,10 @@ class LHSSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        if self._search_space is None:
-            return {}
-        return dict(self._search_space)
+        # Every value comes from sample_independent, which finds a parameter's column by name.
+        # An empty relative space also keeps Optuna from rejecting a suggestion whose
+        # distribution differs from the one given in ``search_space``.
+        return {}
 
     def sample_relative(
         self,
@@ -201,8 +204,9 @@ class LHSSampler(BaseSampler):
     def reseed_rng(self) -> None:
         """Keep the seed unchanged.
 
-        Optuna calls this, for example, before running trials in several threads. A new seed
-        would give each caller a different design, and the workers would no longer share one.
+        Optuna 5.1 calls this in every thread of ``study.optimize(n_jobs=...)`` with
+        ``n_jobs != 1``. A new seed would give each thread a different design, and the
+        threads would no longer share one.
         """
 
     def _design_seed(self, study: Study) -> int:
@@ -250,7 +254,7 @@ def _column_design(
 def _joint_design(
     seed: int, names: tuple[str, ...], block: int, n_points: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return the stratum indices and offsets, both ``(n_points, len(names))``, of a joint design."""
+    """Return the stratum indices and offsets of a joint design, both ``(n_points, d)``."""
     # scipy.stats is imported here so that importing this module stays cheap.
     from scipy.stats import qmc
 
@@ -259,7 +263,7 @@ def _joint_design(
     optimization = "random-cd" if len(names) > 1 and n_points > 1 else None
     sample = qmc.LatinHypercube(d=len(names), optimization=optimization, rng=rng).random(n_points)
 
-    # Each column holds one value per stratum, so a value's rank in its column is its stratum.
+    # Each column contains one value per stratum, so a value's rank in its column is its stratum.
     # The rank is exact, unlike floor(u * n), which rounding can push into the next stratum.
     strata = np.argsort(np.argsort(sample, axis=0, kind="stable"), axis=0, kind="stable")
     offsets = np.clip(sample * n_points - strata, 0.0, np.nextafter(1.0, 0.0))
