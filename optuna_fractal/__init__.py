@@ -6,6 +6,9 @@ variant, with every decision stored in the study so that many workers can share 
 
 from __future__ import annotations
 
+from optuna_fractal._bamsoo import BaMSOOSampler
+from optuna_fractal._bo import bo_baseline
+from optuna_fractal._lhs import LHSSampler
 from optuna_fractal._sampler import SOOSampler
 from optuna_fractal._view import NodeView
 from optuna_fractal._view import TreeView
@@ -14,8 +17,11 @@ from optuna_fractal._view import get_tree
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaMSOOSampler",
+    "LHSSampler",
     "NodeView",
     "SOOSampler",
     "TreeView",
+    "bo_baseline",
     "get_tree",
 ]

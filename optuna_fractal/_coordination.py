@@ -80,6 +80,8 @@ class DecisionRecord:
         expanded: Nodes the decision expanded, in order.
         scored: Surrogate scores the decision gave to new nodes (BaMSOO).
         cursor: Sweep cursor after the decision, ``None`` if the decision did not touch it.
+        surrogate: Hyperparameters of the surrogate fitted for the decision (BaMSOO), the warm
+            start of the next fit in whichever process makes it.
     """
 
     trial: int
@@ -88,6 +90,7 @@ class DecisionRecord:
     expanded: list[str] = field(default_factory=list)
     scored: dict[str, float] = field(default_factory=dict)
     cursor: SweepCursor | None = None
+    surrogate: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -99,6 +102,7 @@ class DecisionRecord:
                 "expanded": self.expanded,
                 "scored": self.scored,
                 "cursor": None if self.cursor is None else self.cursor.to_json(),
+                "surrogate": self.surrogate,
             },
             separators=(",", ":"),
         )
@@ -122,6 +126,7 @@ class DecisionRecord:
                 expanded=[str(n) for n in data["expanded"]],
                 scored={str(n): float(s) for n, s in data["scored"].items()},
                 cursor=None if data["cursor"] is None else SweepCursor.from_json(data["cursor"]),
+                surrogate=data.get("surrogate"),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             if isinstance(error, InvalidRecordError):

@@ -291,13 +291,14 @@ class _PartitionSampler(BaseSampler):
 
         state = self._tree_state(study, space, trials)
         cursor = copy.copy(state.cursor)
+        gate = self._gate(study, state)
         decision = decide(
             state.tree,
             cursor,
             max_depth=self._max_depth,
             h_max=self._h_max,
             n_evaluations=state.n_evaluations(),
-            gate=self._gate(study, state),
+            gate=gate,
         )
         if decision.node_id is None:
             study_key = self._study_key(study)
@@ -318,7 +319,10 @@ class _PartitionSampler(BaseSampler):
             expanded=decision.expanded,
             scored=decision.scored,
             cursor=cursor,
+            surrogate=getattr(gate, "surrogate_state", None),
         )
+        if record.surrogate is not None:
+            state.surrogate_state = record.surrogate
         return record, state
 
     # BaseSampler interface.

@@ -76,6 +76,7 @@ class TreeState:
         self.max_retries = max_retries
         self.tree = PartitionTree(space.dimensions, k)
         self.cursor = SweepCursor()
+        self.surrogate_state: dict[str, Any] | None = None
         self.last_trial = -1
         # Node id -> numbers of the trials that claimed it, in order.
         self.claims: dict[str, list[int]] = {}
@@ -112,6 +113,8 @@ class TreeState:
             self.claims.setdefault(record.node, []).append(record.trial)
         if record.cursor is not None:
             self.cursor = record.cursor
+        if record.surrogate is not None:
+            self.surrogate_state = record.surrogate
         self.last_trial = record.trial
 
     def update(self, trials: Sequence[FrozenTrial]) -> bool:
@@ -209,6 +212,19 @@ class TreeState:
             node.status = FAILED
         else:
             node.status = OPEN
+
+    def unit_point(self, node: Node) -> list[float]:
+        """Centre of a node in the unit cube (a discrete value at its bin position)."""
+        point = []
+        for dim, centre in zip(self.space.dimensions, self.tree.centre_unit(node.cell)):
+            if dim.positions is None:
+                point.append(float(centre))
+            else:
+                point.append(dim.positions[int(centre)])
+        return point
+
+    def n_surrogate_scored(self) -> int:
+        return sum(1 for node in self.tree if node.source == SURROGATE and not node.inherits)
 
     def n_evaluations(self) -> int:
         return sum(1 for node in self.tree if node.source == EVALUATED)

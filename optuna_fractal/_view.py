@@ -43,6 +43,8 @@ class NodeView:
         expanded: Whether the node has been split.
         trial_number: The trial that evaluated (or last attempted) the node; for an inherited
             node, the parent's trial.
+        inherits: Whether the node shares its parent's centre and takes the parent's value
+            (evaluated, GP-scored or pending alike).
     """
 
     id: str
@@ -57,6 +59,7 @@ class NodeView:
     state: str
     expanded: bool
     trial_number: int | None
+    inherits: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,12 @@ class TreeView:
 
     @property
     def n_gp_scored(self) -> int:
-        """Nodes valued by the surrogate instead of an evaluation: the evaluations BaMSOO saved."""
-        return sum(1 for node in self.nodes if node.value_source == "gp")
+        """Nodes valued by the surrogate instead of an evaluation: the evaluations BaMSOO saved.
+
+        The middle child of a GP-scored node shares its score but saves no evaluation, so it is
+        not counted.
+        """
+        return sum(1 for node in self.nodes if node.value_source == "gp" and not node.inherits)
 
 
 def _node_view(state: TreeState, node: Any, maximize: bool) -> NodeView:
@@ -141,6 +148,7 @@ def _node_view(state: TreeState, node: Any, maximize: bool) -> NodeView:
         state=node.status,
         expanded=bool(node.children),
         trial_number=node.trial_number,
+        inherits=node.inherits,
     )
 
 
