@@ -10,9 +10,10 @@ from optuna_fractal._bamsoo import BaMSOOSampler
 from optuna_fractal._bo import bo_baseline
 from optuna_fractal._lhs import LHSSampler
 from optuna_fractal._sampler import SOOSampler
+from optuna_fractal._view import get_tree
 from optuna_fractal._view import NodeView
 from optuna_fractal._view import TreeView
-from optuna_fractal._view import get_tree
+
 
 __version__ = "0.1.0"
 

@@ -38,6 +38,7 @@ from optuna.trial import TrialState
 
 from optuna_fractal._soo import SweepCursor
 
+
 _logger = optuna.logging.get_logger(__name__)
 
 # Trial system attribute holding a trial's decision record as JSON. A single key because

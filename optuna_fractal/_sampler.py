@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 import copy
 import threading
-from typing import TYPE_CHECKING
 from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -16,28 +16,29 @@ from optuna.samplers import RandomSampler
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_fractal._coordination import ROLE_CELL
-from optuna_fractal._coordination import ROLE_EXHAUSTED
-from optuna_fractal._coordination import ROLE_FOREIGN
-from optuna_fractal._coordination import ROLE_SURPLUS
-from optuna_fractal._coordination import DecisionRecord
 from optuna_fractal._coordination import check_config
 from optuna_fractal._coordination import copied_record
+from optuna_fractal._coordination import DecisionRecord
 from optuna_fractal._coordination import load_search_space
 from optuna_fractal._coordination import publish
 from optuna_fractal._coordination import read_record
 from optuna_fractal._coordination import records_of
+from optuna_fractal._coordination import ROLE_CELL
+from optuna_fractal._coordination import ROLE_EXHAUSTED
+from optuna_fractal._coordination import ROLE_FOREIGN
+from optuna_fractal._coordination import ROLE_SURPLUS
 from optuna_fractal._coordination import store_search_space
 from optuna_fractal._coordination import wait_for_turn
-from optuna_fractal._search_space import SearchSpace
 from optuna_fractal._search_space import make_dimension
-from optuna_fractal._soo import Gate
+from optuna_fractal._search_space import SearchSpace
 from optuna_fractal._soo import decide
+from optuna_fractal._soo import Gate
 from optuna_fractal._state import TreeState
 from optuna_fractal._tree import OPEN
+from optuna_fractal._tree import PartitionTree
 from optuna_fractal._tree import ROOT_ID
 from optuna_fractal._tree import RUNNING
-from optuna_fractal._tree import PartitionTree
+
 
 if TYPE_CHECKING:
     from optuna.study import Study

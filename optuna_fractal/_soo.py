@@ -20,11 +20,12 @@ from typing import Protocol
 
 from optuna_fractal._tree import COMPLETE
 from optuna_fractal._tree import FAILED
+from optuna_fractal._tree import Node
 from optuna_fractal._tree import OPEN
+from optuna_fractal._tree import PartitionTree
 from optuna_fractal._tree import RUNNING
 from optuna_fractal._tree import SURROGATE
-from optuna_fractal._tree import Node
-from optuna_fractal._tree import PartitionTree
+
 
 # One decision expands at most this many nodes whose children all get surrogate scores; past it,
 # the next child is evaluated for real, so that a pessimistic surrogate cannot grow the tree

@@ -16,22 +16,23 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
-from optuna_fractal._coordination import ROLE_CELL
 from optuna_fractal._coordination import DecisionRecord
 from optuna_fractal._coordination import records_of
+from optuna_fractal._coordination import ROLE_CELL
 from optuna_fractal._coordination import trial_score
 from optuna_fractal._search_space import SearchSpace
-from optuna_fractal._soo import SweepCursor
 from optuna_fractal._soo import resolve_inherited
+from optuna_fractal._soo import SweepCursor
 from optuna_fractal._tree import COMPLETE
 from optuna_fractal._tree import EVALUATED
 from optuna_fractal._tree import FAILED
+from optuna_fractal._tree import Node
 from optuna_fractal._tree import OPEN
+from optuna_fractal._tree import PartitionTree
 from optuna_fractal._tree import ROOT_ID
 from optuna_fractal._tree import RUNNING
 from optuna_fractal._tree import SURROGATE
-from optuna_fractal._tree import Node
-from optuna_fractal._tree import PartitionTree
+
 
 _logger = optuna.logging.get_logger(__name__)
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Protocol
 
+
 ROOT_ID = "r"
 
 # A continuous axis is no longer split once its cell is narrower than this in the unit cube:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from typing import Any
+from typing import TYPE_CHECKING
 
 from optuna.distributions import BaseDistribution
 from optuna.distributions import CategoricalDistribution
@@ -14,6 +14,7 @@ from optuna_fractal._coordination import CONFIG_KEY
 from optuna_fractal._coordination import load_search_space
 from optuna_fractal._search_space import SearchSpace
 from optuna_fractal._state import TreeState
+
 
 if TYPE_CHECKING:
     from optuna.study import Study

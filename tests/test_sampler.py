@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import optuna
-from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 from optuna.testing.pytest_samplers import BasicSamplerTestCase
@@ -140,7 +139,7 @@ def test_mixed_space_values_are_valid() -> None:
 
     def objective(trial: optuna.Trial) -> float:
         rank = trial.suggest_int("rank", 2, 64, log=True)
-        alpha = trial.suggest_int("alpha", 1, 64)
+        trial.suggest_int("alpha", 1, 64)
         lr = trial.suggest_float("lr", 1e-6, 1e-1, log=True)
         dropout = trial.suggest_float("dropout", 0.0, 0.5, step=0.05)
         opt = trial.suggest_categorical("opt", ["adam", "sgd", "lion"])
