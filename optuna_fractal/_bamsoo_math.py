@@ -24,8 +24,8 @@ def beta_n(n: int, eta: float) -> float:
 
     Args:
         n: The count ``N`` of the BaMSOO paper, at least 1.
-        eta: Confidence parameter in ``(0, 1]``. The bounds hold for all ``N`` together with
-            probability at least ``1 - eta`` under the paper's Gaussian-process assumptions.
+        eta: Confidence parameter in ``(0, 1]``. The ``pi**2 * n**2 / 6`` term spreads it
+            over all ``n`` by a union bound, because the sum of ``1 / n**2`` is ``pi**2 / 6``.
 
     Returns:
         The multiplier ``B_N``.
@@ -43,7 +43,7 @@ def beta_n(n: int, eta: float) -> float:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"n must be an int, got {n!r} of type {type(n).__name__}.")
     if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}. Count from 1, as BaMSOO's N does.")
+        raise ValueError(f"n must be at least 1, got {n}. The count starts at 1.")
     if isinstance(eta, bool) or not isinstance(eta, numbers.Real):
         raise TypeError(f"eta must be a float in (0, 1], got {eta!r}.")
     if not 0.0 < eta <= 1.0:

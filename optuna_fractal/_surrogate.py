@@ -19,6 +19,10 @@ from typing import Protocol
 from typing import runtime_checkable
 
 import numpy as np
+import optuna
+
+
+_logger = optuna.logging.get_logger(__name__)
 
 
 class SurrogateFitError(RuntimeError):
@@ -69,6 +73,7 @@ class BoTorchGP:
     values as they were.
 
     ``predict`` returns the posterior of the latent function, without observation noise.
+    :meth:`export_state` and :meth:`load_state` carry the warm start across processes.
 
     Determinism: the fit runs under ``torch.manual_seed(seed)`` inside a forked torch RNG, so the
     global torch RNG is left as it was. Two objects with the same seed that receive the same
@@ -118,7 +123,8 @@ class BoTorchGP:
         self._model: Any = None
         self._dim: int | None = None
         # Hyperparameters of the last successful fit, used as the next fit's starting point.
-        self._warm_state: dict[str, dict[str, Any]] | None = None
+        # Keys are parameter names such as "covar_module.raw_lengthscale".
+        self._warm_state: dict[str, np.ndarray] | None = None
         self._warm_dim: int | None = None
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> None:
@@ -155,8 +161,8 @@ class BoTorchGP:
         self._model = model
         self._dim = x_array.shape[1]
         self._warm_state = {
-            name: {key: value.detach().clone() for key, value in module.state_dict().items()}
-            for name, module in _hyperparameter_modules(model).items()
+            name: parameter.detach().cpu().numpy().copy()
+            for name, parameter in _hyperparameters(model).items()
         }
         self._warm_dim = x_array.shape[1]
 
@@ -199,8 +205,73 @@ class BoTorchGP:
             )
         return mean, std
 
-    def _fit_model(self, train_x: Any, train_y: Any) -> Any:
+    def export_state(self) -> dict[str, Any] | None:
+        """Return the hyperparameters of the last successful fit as JSON-compatible data.
+
+        Storing this dict and passing it to :meth:`load_state` of another ``BoTorchGP`` gives
+        that object the same warm start, so a second process fitted on the same data with the
+        same seed predicts exactly what this one would. Floats survive a round trip through
+        ``json`` unchanged.
+
+        Returns:
+            ``{"dim": d, "hyperparameters": {name: nested lists}}``, or ``None`` before the
+            first successful fit.
+        """
+        if self._warm_state is None or self._warm_dim is None:
+            return None
+        return {
+            "dim": self._warm_dim,
+            "hyperparameters": {name: value.tolist() for name, value in self._warm_state.items()},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Use hyperparameters from :meth:`export_state` as the starting point of the next fit.
+
+        A state that is not of that form is ignored with a warning, and the next fit starts
+        from BoTorch's defaults, because a wrong starting point only costs fit time.
+
+        Args:
+            state: A dict returned by :meth:`export_state`, possibly after a JSON round trip.
+        """
+        try:
+            dim = state["dim"]
+            raw = state["hyperparameters"]
+            if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+                raise ValueError(f"dim must be a positive int, got {dim!r}")
+            if not isinstance(raw, dict) or not raw:
+                raise ValueError("hyperparameters must be a non-empty dict")
+            values = {
+                str(name): np.asarray(value, dtype=np.float64) for name, value in raw.items()
+            }
+            if not all(np.all(np.isfinite(value)) for value in values.values()):
+                raise ValueError("hyperparameters contain NaN or infinite values")
+        except (KeyError, TypeError, ValueError) as error:
+            _logger.warning(
+                f"Ignoring a Gaussian-process state that BoTorchGP cannot use ({error}), so the "
+                "next fit starts from BoTorch's default hyperparameters."
+            )
+            return
+        self._warm_state = values
+        self._warm_dim = dim
+
+    def _load_hyperparameters(self, model: Any) -> None:
         import torch
+
+        assert self._warm_state is not None
+        parameters = _hyperparameters(model)
+        if set(parameters) != set(self._warm_state) or any(
+            tuple(parameters[name].shape) != self._warm_state[name].shape for name in parameters
+        ):
+            _logger.warning(
+                "The stored Gaussian-process hyperparameters do not match the model's "
+                f"parameters {sorted(parameters)}, so this fit starts from BoTorch's defaults."
+            )
+            return
+        with torch.no_grad():
+            for name, parameter in parameters.items():
+                parameter.copy_(torch.from_numpy(self._warm_state[name]))
+
+    def _fit_model(self, train_x: Any, train_y: Any) -> Any:
         from botorch.exceptions import ModelFittingError
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
@@ -208,6 +279,7 @@ class BoTorchGP:
         from botorch.models.transforms import Standardize
         from botorch.utils.sampling import manual_seed
         from gpytorch.mlls import ExactMarginalLogLikelihood
+        import torch
 
         dim = train_x.shape[1]
         bounds = torch.stack(
@@ -220,8 +292,7 @@ class BoTorchGP:
             outcome_transform=Standardize(m=1),
         )
         if self._warm_state is not None and self._warm_dim == dim:
-            for name, module in _hyperparameter_modules(model).items():
-                module.load_state_dict(self._warm_state[name])
+            self._load_hyperparameters(model)
 
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         try:
@@ -253,16 +324,18 @@ class BoTorchGP:
             torch.set_num_threads(previous)
 
 
-def _hyperparameter_modules(model: Any) -> dict[str, Any]:
-    """Return the submodules whose state carries over between fits.
+def _hyperparameters(model: Any) -> dict[str, Any]:
+    """Return the trainable parameters that carry over between fits, by dotted name.
 
-    The outcome transform is left out because its mean and scale belong to the data.
+    They are the raw kernel, noise and mean parameters. The outcome transform is left out
+    because its mean and scale belong to the data, and the priors and constraints are rebuilt
+    from the dimension.
     """
-    return {
-        "covar_module": model.covar_module,
-        "likelihood": model.likelihood,
-        "mean_module": model.mean_module,
-    }
+    parameters = {}
+    for prefix in ("covar_module", "likelihood", "mean_module"):
+        for name, parameter in getattr(model, prefix).named_parameters():
+            parameters[f"{prefix}.{name}"] = parameter
+    return parameters
 
 
 def _posterior(model: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
