@@ -1,0 +1,238 @@
+"""Aggregates of the results CSV: regret curves, mean ranks, sampler time, BaMSOO's savings.
+
+All functions take the data frame of :func:`load_results`, which holds complete runs only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.results import read_complete_rows
+
+
+RUN_COLUMNS = ["problem", "dimension", "instance", "sampler", "seed", "budget"]
+# A ranking group: one problem instance, one seed, one budget.
+GROUP_COLUMNS = ["problem", "dimension", "instance", "seed", "budget"]
+_NUMERIC = [
+    "dimension",
+    "instance",
+    "seed",
+    "budget",
+    "f_opt",
+    "run_rows",
+    "trial",
+    "value",
+    "best_so_far",
+    "regret",
+    "ask_seconds",
+    "tell_seconds",
+    "sampler_seconds",
+    "objective_seconds",
+    "elapsed_seconds",
+    "gp_scored_nodes",
+]
+
+
+def load_results(path: Path) -> pd.DataFrame:
+    """Read the complete runs of a results CSV into a data frame with numeric columns."""
+    frame = pd.DataFrame(read_complete_rows(path))
+    if frame.empty:
+        return frame
+    for column in _NUMERIC:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame["category"] = frame.apply(category_of, axis=1)
+    return frame
+
+
+def category_of(row: pd.Series) -> str:
+    """The table column a run belongs to: ``BBOB 2-D``, ``classic``, ``HPO tables`` ..."""
+    family = row["family"]
+    if family == "bbob":
+        return f"BBOB {int(row['dimension'])}-D"
+    return {"classic": "classic", "hpo": "HPO tables", "mixed": "mixed", "llm": "LLM"}.get(
+        family, str(family)
+    )
+
+
+def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of every run."""
+    index = frame.groupby("run_id")["trial"].idxmax()
+    return frame.loc[index].reset_index(drop=True)
+
+
+def regret_quartiles(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median and quartiles of regret per problem, dimension, budget, sampler and evaluation.
+
+    Runs that stopped before the budget keep their last best-so-far for the later evaluations.
+    """
+    runs = []
+    for _, run in frame.groupby("run_id"):
+        budget = int(run["budget"].iloc[0])
+        regret = run.sort_values("trial")["regret"].to_numpy()
+        if len(regret) < budget:
+            regret = np.concatenate([regret, np.full(budget - len(regret), regret[-1])])
+        first = run.iloc[0]
+        runs.append(
+            pd.DataFrame(
+                {
+                    "problem": first["problem"],
+                    "dimension": first["dimension"],
+                    "budget": budget,
+                    "sampler": first["sampler"],
+                    "evaluations": np.arange(1, budget + 1),
+                    "regret": regret,
+                }
+            )
+        )
+    curves = pd.concat(runs, ignore_index=True)
+    grouped = curves.groupby(["problem", "dimension", "budget", "sampler", "evaluations"])[
+        "regret"
+    ]
+    result = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+    result.columns = ["q25", "median", "q75"]
+    result["runs"] = grouped.count()
+    return result.reset_index()
+
+
+def ranks(frame: pd.DataFrame, budget: int, samplers: Sequence[str]) -> pd.DataFrame:
+    """Rank of each sampler's final best-so-far in every group (problem instance, seed, budget).
+
+    Within a category (``BBOB 2-D``, ``classic`` ...), a group counts only if every one of
+    ``samplers`` that ran anywhere in that category has a complete run in it, so DIRECT, which
+    runs on continuous boxes only, is left out of the categories it cannot run in. Rank 1 is best;
+    ties share the average rank. Values are compared at 12 significant digits so that rounding
+    noise does not break ties.
+    """
+    finals = final_rows(frame[(frame["budget"] == budget) & frame["sampler"].isin(samplers)])
+    if finals.empty:
+        return finals.assign(rank=pd.Series(dtype=float))
+    finals = finals.copy()
+    finals["rounded"] = finals["best_so_far"].map(_round_significant)
+    expected = finals.groupby("category")["sampler"].transform("nunique")
+    present = finals.groupby(GROUP_COLUMNS)["sampler"].transform("nunique")
+    finals = finals[present == expected].copy()
+    finals["rank"] = finals.groupby(GROUP_COLUMNS)["rounded"].rank(method="average")
+    return finals
+
+
+def _round_significant(value: float) -> float:
+    if not np.isfinite(value) or value == 0:
+        return value
+    return float(f"{value:.12g}")
+
+
+def mean_rank_table(frame: pd.DataFrame, budget: int, samplers: Sequence[str]) -> pd.DataFrame:
+    """Mean rank per sampler (rows) and category (columns).
+
+    The last row, ``groups``, is the number of ranking groups behind each column, and
+    ``samplers`` the number of samplers ranked in it (the worst possible mean rank).
+    """
+    ranked = ranks(frame, budget, samplers)
+    if ranked.empty:
+        return pd.DataFrame()
+    table = ranked.pivot_table(index="sampler", columns="category", values="rank", aggfunc="mean")
+    table = table[[c for c in _category_order(table.columns)]]
+    per_category = ranked.groupby("category")
+    counts = pd.DataFrame(
+        {
+            "groups": per_category.apply(lambda part: part.groupby(GROUP_COLUMNS).ngroups),
+            "samplers": per_category["sampler"].nunique(),
+        }
+    ).T
+    body = table.sort_values(table.columns[0])
+    result = pd.concat([body, counts[table.columns]])
+    result.index.name = "sampler"
+    result.columns.name = None
+    return result
+
+
+def _category_order(columns: Sequence[str]) -> list[str]:
+    def key(name: str) -> tuple[int, int, str]:
+        if name.startswith("BBOB"):
+            return (0, int(name.split()[1].split("-")[0]), name)
+        if name == "all":
+            return (9, 0, name)
+        return (1, 0, name)
+
+    return sorted(columns, key=key)
+
+
+def final_regret_table(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """Median [q25, q75] of the final regret per problem (rows) and sampler (columns)."""
+    finals = final_rows(frame[frame["budget"] == budget])
+    grouped = finals.groupby(["problem", "dimension", "sampler"])["regret"]
+    summary = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+    summary.columns = ["q25", "median", "q75"]
+    summary["runs"] = grouped.count()
+    return summary.reset_index()
+
+
+def sampler_time_curve(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median and quartiles of the per-trial sampler time per sampler, dimension and trial."""
+    grouped = frame.groupby(["sampler", "dimension", "trial"])["sampler_seconds"]
+    result = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+    result.columns = ["q25", "median", "q75"]
+    return result.reset_index()
+
+
+def sampler_time_table(frame: pd.DataFrame, windows: Sequence[tuple[int, int]]) -> pd.DataFrame:
+    """Median per-trial sampler time in milliseconds per sampler over trial windows.
+
+    Args:
+        frame: Results.
+        windows: ``(first, last)`` trial numbers, 1-based and inclusive.
+    """
+    table = {}
+    for first, last in windows:
+        part = frame[(frame["trial"] >= first - 1) & (frame["trial"] <= last - 1)]
+        table[f"trials {first}-{last}"] = part.groupby("sampler")["sampler_seconds"].median() * 1e3
+    total = frame.groupby(["sampler", "run_id"])["sampler_seconds"].sum().groupby("sampler")
+    table["total s"] = total.median()
+    return pd.DataFrame(table)
+
+
+def bamsoo_savings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations BaMSOO replaced by a GP score, per category: median [q25, q75] at the end."""
+    runs = final_rows(frame[frame["sampler"] == "bamsoo"])
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.assign(scored=runs["gp_scored_nodes"].fillna(0))
+    grouped = runs.groupby(["category", "budget"])["scored"]
+    table = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+    table.columns = ["q25", "median", "q75"]
+    table["runs"] = grouped.count()
+    return table.reset_index()
+
+
+def bamsoo_savings_curve(frame: pd.DataFrame) -> pd.DataFrame:
+    """Median and quartiles of BaMSOO's cumulative GP-scored nodes per category and trial."""
+    runs = frame[frame["sampler"] == "bamsoo"]
+    runs = runs.assign(scored=runs["gp_scored_nodes"].fillna(0))
+    grouped = runs.groupby(["category", "budget", "trial"])["scored"]
+    result = grouped.quantile([0.25, 0.5, 0.75]).unstack()
+    result.columns = ["q25", "median", "q75"]
+    return result.reset_index()
+
+
+def to_markdown(table: pd.DataFrame, float_format: str = "{:.3g}", index: bool = True) -> str:
+    """Format a data frame as a GitHub-flavoured Markdown table (no extra dependency)."""
+    frame = table.reset_index() if index else table
+    header = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for _, row in frame.iterrows():
+        cells = []
+        for value in row:
+            if isinstance(value, (float, np.floating)):
+                cells.append("" if np.isnan(value) else float_format.format(value))
+            else:
+                cells.append(str(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_quartiles(median: float, q25: float, q75: float) -> str:
+    return f"{median:.3g} [{q25:.3g}, {q75:.3g}]"
