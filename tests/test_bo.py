@@ -12,8 +12,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 import pytest
 
-from optuna_fractal._bo import bo_baseline
-from optuna_fractal._lhs import LHSSampler
+from optuna_fractal import bo_baseline
+from optuna_fractal import LHSSampler
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -22,8 +22,9 @@ from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
 from optuna.testing.pytest_samplers import RelativeSamplerTestCase
 import pytest
 
-from optuna_fractal._lhs import LHSSampler
+from optuna_fractal import LHSSampler
 from optuna_fractal._lhs import seed_from_study_name
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
