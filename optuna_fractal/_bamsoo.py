@@ -171,22 +171,21 @@ class BaMSOOSampler(_PartitionSampler):
         its smoothness. NeurIPS 2011.
 
     Example:
-
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import BaMSOOSampler
+        ```python
+        import optuna
+        from optuna_fractal import BaMSOOSampler
 
 
-            def objective(trial):
-                x = trial.suggest_float("x", -5, 5)
-                y = trial.suggest_float("y", -5, 5)
-                return (x - 1.3) ** 2 + (y + 0.4) ** 2
+        def objective(trial):
+            x = trial.suggest_float("x", -5, 5)
+            y = trial.suggest_float("y", -5, 5)
+            return (x - 1.3) ** 2 + (y + 0.4) ** 2
 
 
-            study = optuna.create_study(sampler=BaMSOOSampler(seed=0))
-            study.optimize(objective, n_trials=30)
-            print(study.best_params, study.user_attrs["fractal:gp_scored_nodes"])
+        study = optuna.create_study(sampler=BaMSOOSampler(seed=0))
+        study.optimize(objective, n_trials=30)
+        print(study.best_params, study.user_attrs["fractal:gp_scored_nodes"])
+        ```
 
     Args:
         k: Number of children a split makes, at least 2. Defaults to 3.

@@ -255,6 +255,7 @@ class _PartitionSampler(BaseSampler):
         if state is not None:
             state.last_trial = trial.number
             state._applied.add(trial.number)
+            state._parsed.add(trial.number)
             if record.role == ROLE_CELL and record.node is not None:
                 state.claims.setdefault(record.node, []).append(trial.number)
                 node = state.tree.nodes[record.node]
@@ -451,22 +452,21 @@ class SOOSampler(_PartitionSampler):
         its smoothness. NeurIPS 2011.
 
     Example:
-
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
 
 
-            def objective(trial):
-                x = trial.suggest_float("x", -5, 5)
-                y = trial.suggest_int("y", 0, 10)
-                return (x - 1.3) ** 2 + (y - 7) ** 2
+        def objective(trial):
+            x = trial.suggest_float("x", -5, 5)
+            y = trial.suggest_int("y", 0, 10)
+            return (x - 1.3) ** 2 + (y - 7) ** 2
 
 
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(objective, n_trials=50)
-            print(study.best_params)
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(objective, n_trials=50)
+        print(study.best_params)
+        ```
 
     Args:
         k: Number of children a split makes; an integer of at least 2. Defaults to 3, which lets

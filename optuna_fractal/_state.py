@@ -17,7 +17,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_fractal._coordination import DecisionRecord
-from optuna_fractal._coordination import records_of
+from optuna_fractal._coordination import read_record
 from optuna_fractal._coordination import ROLE_CELL
 from optuna_fractal._coordination import trial_score
 from optuna_fractal._search_space import SearchSpace
@@ -85,6 +85,10 @@ class TreeState:
         self._settled: dict[int, tuple[TrialState, float | None, bool]] = {}
         self._warned: set[int] = set()
         self._applied: set[int] = set()
+        # Node id -> number of claims when its status was last final.
+        self._final: dict[str, int] = {}
+        # Trials whose record is parsed, or that finished without one.
+        self._parsed: set[int] = set()
 
     def centre(self, node: Node) -> dict[str, Any]:
         params = self._centres.get(node.id)
@@ -126,10 +130,19 @@ class TreeState:
             rebuild the state from scratch.
         """
         by_number = {t.number: t for t in trials}
-        in_order = True
-        for _, record in records_of(trials, self._warned):
-            if record.trial in self._applied:
+        new_records = []
+        for trial in trials:
+            if trial.number in self._parsed:
                 continue
+            record = read_record(trial, self._warned)
+            if record is not None:
+                new_records.append(record)
+                self._parsed.add(trial.number)
+            elif trial.state.is_finished():
+                # A finished trial can no longer publish a record.
+                self._parsed.add(trial.number)
+        in_order = True
+        for record in sorted(new_records, key=lambda r: r.trial):
             if record.trial < self.last_trial:
                 in_order = False
                 continue
@@ -148,10 +161,15 @@ class TreeState:
     def refresh(self, by_number: dict[int, FrozenTrial]) -> None:
         """Recompute the status of every claimed node from its trials."""
         for node_id, claim_numbers in self.claims.items():
+            if self._final.get(node_id) == len(claim_numbers):
+                continue
             node = self.tree.nodes[node_id]
             if node.source == SURROGATE:
                 continue
             self._refresh_node(node, claim_numbers, by_number)
+            if all(number in self._settled for number in claim_numbers):
+                # Every claim has finished: the status cannot change until a new claim.
+                self._final[node_id] = len(claim_numbers)
         resolve_inherited(self.tree)
 
     def _claim_outcome(

@@ -161,17 +161,16 @@ def get_tree(study: Study) -> TreeView:
     written. The visualisation functions and the dashboard notes are built on this view.
 
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler, get_tree
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler, get_tree
-
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=10)
-            tree = get_tree(study)
-            for node in tree.nodes:
-                print(node.id, node.depth, node.bounds["x"], node.value, node.value_source)
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(lambda t: t.suggest_float("x", -1, 1) ** 2, n_trials=10)
+        tree = get_tree(study)
+        for node in tree.nodes:
+            print(node.id, node.depth, node.bounds["x"], node.value, node.value_source)
+        ```
 
     Args:
         study: A single-objective study.
