@@ -16,8 +16,8 @@ import functools
 import hashlib
 import math
 import numbers
-from typing import TYPE_CHECKING
 from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import optuna
@@ -26,6 +26,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.distributions import FloatDistribution
 from optuna.distributions import IntDistribution
 from optuna.samplers import BaseSampler
+
 
 if TYPE_CHECKING:
     from optuna.study import Study
