@@ -25,6 +25,7 @@ from optuna_fractal._surrogate import SurrogateFitError
 from optuna_fractal._tree import EVALUATED
 from optuna_fractal._tree import Node
 from optuna_fractal._tree import PartitionTree
+from optuna_fractal._tree import SURROGATE
 
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class _UCBGate:
         self._warned = warned
         self._fitted: bool | None = None
         self._best = -math.inf
-        self._beta = 0.0
+        self._n_valued = 0
         self.surrogate_state: dict[str, Any] | None = None
 
     def _fit(self) -> bool:
@@ -92,8 +93,13 @@ class _UCBGate:
         if export is not None:
             self.surrogate_state = export()
         self._best = float(np.max(y))
-        # N counts the real evaluations so far (see BaMSOOSampler's docstring).
-        self._beta = beta_n(len(evaluated), self._eta)
+        # N counts every node given a value so far, evaluated or GP-scored (see the docstring
+        # of BaMSOOSampler); each child tested below adds one.
+        self._n_valued = sum(
+            1
+            for node in self._state.tree
+            if node.source in (EVALUATED, SURROGATE) and not node.inherits
+        )
         return True
 
     def __call__(self, tree: PartitionTree, children: Sequence[Node]) -> dict[str, float]:
@@ -113,9 +119,10 @@ class _UCBGate:
             return {}
         scores = {}
         for child, mu, sigma in zip(children, mean, std):
-            upper = float(mu + self._beta * sigma)
-            if upper < self._best:
-                scores[child.id] = float(mu - self._beta * sigma)
+            self._n_valued += 1
+            beta = beta_n(self._n_valued, self._eta)
+            if float(mu + beta * sigma) < self._best:
+                scores[child.id] = float(mu - beta * sigma)
         return scores
 
 
@@ -152,10 +159,12 @@ class BaMSOOSampler(_PartitionSampler):
        data, infinite values only), the decision evaluates every new cell for real and logs a
        warning.
 
-    ``N`` is the number of cells evaluated for real so far (at least 1). It is the count of
-    points whose values the bound must hold for, which is what the union bound behind
-    ``B_N`` ranges over; counting GP-scored cells as well would widen the bounds faster the
-    more evaluations the sampler skips.
+    ``N`` counts the nodes that have a value, evaluated or GP-scored, and grows by one with
+    every new child tested, as in the public implementations of BaMSOO (for example the one in
+    the zellij library). The middle children that take their parent's value are not counted.
+
+    NOTE: this reading of ``N`` follows those implementations; it was not checked against the
+    text of the paper's algorithm.
 
     The number of GP-scored cells (the evaluations saved) is stored in the study user attribute
     ``"fractal:gp_scored_nodes"`` after each trial and logged when it grows. The fitted

@@ -211,7 +211,7 @@ class _PartitionSampler(BaseSampler):
     # Decisions.
 
     def _record_for(self, study: Study, trial: FrozenTrial) -> DecisionRecord:
-        """Return the trial's decision, making and publishing it if nobody has yet."""
+        """Return the trial's decision, and make and publish it first if the trial has none."""
         key = (id(study._storage), trial._trial_id)
         with self._lock:
             record = self._records.get(key)

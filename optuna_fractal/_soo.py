@@ -4,7 +4,7 @@ Pure selection policy on a :class:`~optuna_fractal._tree.PartitionTree`, with no
 Scores are maximised; the sampler negates the objective of a minimisation study.
 
 The sweep is the one of Munos (2011), made incremental so that each call returns one cell to
-evaluate. A :class:`SweepCursor` records where the current sweep stands (depth, best value
+evaluate. A :class:`SweepCursor` records the position of the current sweep (depth, best value
 expanded so far), so that the sweep can be resumed by any process from stored state.
 """
 
@@ -27,15 +27,15 @@ from optuna_fractal._tree import RUNNING
 from optuna_fractal._tree import SURROGATE
 
 
-# One decision expands at most this many nodes whose children all get surrogate scores; past it,
-# the next child is evaluated for real, so that a pessimistic surrogate cannot grow the tree
-# without bound inside one call, and the stored decision stays well under MySQL's 64 KiB TEXT.
+# One decision expands at most this many nodes whose children all get surrogate scores. Past it,
+# the next child is evaluated for real, so a pessimistic surrogate cannot grow the tree without
+# bound inside one call. The limit also keeps a stored decision well under MySQL's 64 KiB TEXT.
 MAX_SCORED_EXPANSIONS = 100
 
 
 @dataclass
 class SweepCursor:
-    """Where the current SOO sweep stands.
+    """Position of the current SOO sweep.
 
     Attributes:
         sweep: Number of the current sweep, starting at 1 (0 before the first).
@@ -83,7 +83,7 @@ class Gate(Protocol):
 
 @dataclass
 class Decision:
-    """What one call of :func:`decide` did.
+    """Outcome of one call of :func:`decide`.
 
     Attributes:
         node_id: The node to evaluate, or ``None`` when nothing is left to evaluate.
