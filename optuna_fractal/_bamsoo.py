@@ -138,7 +138,7 @@ class BaMSOOSampler(_PartitionSampler):
     BaMSOO (Wang, Shakibi, Jin and de Freitas, 2014) is :class:`~optuna_fractal.SOOSampler` with
     a Gaussian process that skips hopeless evaluations. Each new cell is evaluated for real only
     if its upper confidence bound could reach the best value found so far; otherwise its lower
-    confidence bound stands in for its value, at no cost. For an expensive objective such as an
+    confidence bound is used as its value, at no cost. For an expensive objective such as an
     LLM fine-tune, every skipped cell saves a whole training run.
 
     The algorithm, one evaluation per trial (scores to maximise; a minimisation study negates

@@ -424,8 +424,8 @@ class SOOSampler(_PartitionSampler):
        cube; the first trial evaluates its centre.
     2. A node is split into ``k`` children along its widest splittable axis. With odd ``k`` the
        middle child shares its parent's centre and inherits its value without a new trial.
-       A discrete axis is never split below one value; a cell with one value on every axis is
-       a leaf for good and is skipped, so it never stalls the search.
+       A discrete axis is never split below one value. A cell with one value on every axis
+       stays a leaf and the sweep skips it, so it never stalls the search.
     3. Each trial first takes a child that still needs an evaluation. If none does, the sweep
        continues: at depth ``h`` (from 0 to the deepest depth, capped by ``h_max``), the best
        leaf is expanded if its value is at least the best value expanded so far in the sweep.
