@@ -10,6 +10,9 @@ from optuna_fractal._bamsoo import BaMSOOSampler
 from optuna_fractal._bo import bo_baseline
 from optuna_fractal._lhs import LHSSampler
 from optuna_fractal._sampler import SOOSampler
+from optuna_fractal._surrogate import BoTorchGP
+from optuna_fractal._surrogate import Surrogate
+from optuna_fractal._surrogate import SurrogateFitError
 from optuna_fractal._view import get_tree
 from optuna_fractal._view import NodeView
 from optuna_fractal._view import TreeView
@@ -19,9 +22,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BaMSOOSampler",
+    "BoTorchGP",
     "LHSSampler",
     "NodeView",
     "SOOSampler",
+    "Surrogate",
+    "SurrogateFitError",
     "TreeView",
     "bo_baseline",
     "get_tree",
