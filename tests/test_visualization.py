@@ -480,3 +480,48 @@ def test_mpl_tree_points_markers_and_edges(mixed_tree: TreeView) -> None:
         assert "failed, leaf" in legend
     finally:
         plt.close(ax.figure)
+
+
+# A real BaMSOO study
+
+
+@pytest.fixture(scope="module")
+def bamsoo_study() -> optuna.Study:
+    import torch  # BaMSOOSampler's default surrogate needs the bo extra.
+
+    from optuna_fractal import BaMSOOSampler
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=BaMSOOSampler(seed=0))
+    study.optimize(objective_2d, n_trials=20)
+    study.ask()
+    return study
+
+
+def test_bamsoo_study_plots_gp_scored_nodes(bamsoo_study: optuna.Study) -> None:
+    tree = get_tree(bamsoo_study)
+    assert tree.sampler == "bamsoo"
+    assert tree.n_gp_scored > 0
+
+    figure = plot_partition(bamsoo_study)
+    gp_leaves = [n for n in tree.leaves() if n.value_source == "gp"]
+    gp_cells = cell_traces(figure, "gp")
+    assert {cell_node_id(trace) for trace in gp_cells} == {n.id for n in gp_leaves}
+    assert all(trace.fillpattern.shape == "/" for trace in gp_cells)
+    (gp_centres,) = traces_with_role(figure, "centres", "gp")
+    assert len(gp_centres.x) == tree.n_gp_scored
+    assert f", {tree.n_gp_scored} GP-scored" in figure.layout.title.text
+    assert len(cell_traces(figure, "running")) == 1
+
+    figure = plot_tree(bamsoo_study)
+    gp_points = traces_with_role(figure, "nodes", "gp")
+    assert sum(len(trace.x) for trace in gp_points) == tree.n_gp_scored
+    assert all(trace.marker.symbol.startswith("diamond") for trace in gp_points)
+
+    ax = mpl_plot_partition(bamsoo_study)
+    try:
+        hatched = {patch.get_gid() for patch in ax.patches if patch.get_hatch() == "//"}
+        assert hatched == {n.id for n in gp_leaves}
+    finally:
+        plt.close(ax.figure)

@@ -66,16 +66,26 @@ def _cell_text(node: NodeView, name: str) -> str:
     return f"[{format_value(low)}, {format_value(high)}]"
 
 
-def summary_markdown(tree: TreeView, *, last_trial: int | None = None) -> str:
+def summary_markdown(tree: TreeView) -> str:
     """Summarise a partition tree as Markdown: node counts, evaluations saved, the best cell.
+
+    Example:
+
+        .. code-block:: python
+
+            import optuna
+            from optuna_fractal import SOOSampler, get_tree
+            from optuna_fractal.visualization import summary_markdown
+
+            study = optuna.create_study(sampler=SOOSampler())
+            study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=20)
+            print(summary_markdown(get_tree(study)))
 
     Args:
         tree: The tree, from :func:`~optuna_fractal.get_tree`.
-        last_trial: Number of the trial after which the summary was written, shown in its
-            footer. Defaults to ``None`` (not shown).
 
     Returns:
-        The summary, headed ``### Partition tree``.
+        The summary, headed ``### Partition tree`` and ending with the time it was written.
     """
     states = [node.state for node in tree.nodes]
     n_open = sum(1 for node in tree.nodes if node.state == "open" and node.value is None)
@@ -111,9 +121,8 @@ def summary_markdown(tree: TreeView, *, last_trial: int | None = None) -> str:
             centre = format_value(best.params[name]) if name in best.params else ""
             lines.append(f"| {name} | {centre} | {_cell_text(best, name)} |")
 
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    after = f" after trial {last_trial}" if last_trial is not None else ""
-    lines += ["", f"_Updated by optuna-fractal{after}, {stamp}._"]
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    lines += ["", f"_Updated by optuna-fractal, {stamp}._"]
     return "\n".join(lines)
 
 
@@ -134,9 +143,7 @@ def merge_note(note: str, summary: str) -> str:
     return f"{block}\n"
 
 
-def save_to_dashboard(
-    study: Study, *, params: Sequence[str] | str | None = None, last_trial: int | None = None
-) -> None:
+def save_to_dashboard(study: Study, *, params: Sequence[str] | str | None = None) -> None:
     """Save the partition plot, the tree plot and a tree summary into a study for the dashboard.
 
     optuna-dashboard shows the two plotly figures on the study page, and the summary in the
@@ -167,7 +174,6 @@ def save_to_dashboard(
         params: The parameters of the partition plot, as in
             :func:`~optuna_fractal.visualization.plot_partition`. Defaults to ``None``: the
             first two parameters.
-        last_trial: Trial number shown in the summary's footer. Defaults to ``None``.
 
     Raises:
         ValueError: If the study has no tree yet or ``params`` is invalid.
@@ -180,7 +186,7 @@ def save_to_dashboard(
     dashboard.save_plotly_graph_object(study, partition, graph_object_id=PARTITION_FIGURE_ID)
     dashboard.save_plotly_graph_object(study, tree_figure, graph_object_id=TREE_FIGURE_ID)
     note = dashboard.get_note(study)
-    dashboard.save_note(study, merge_note(note, summary_markdown(tree, last_trial=last_trial)))
+    dashboard.save_note(study, merge_note(note, summary_markdown(tree)))
 
 
 class DashboardCallback:
@@ -244,7 +250,7 @@ class DashboardCallback:
         if (trial.number + 1) % self.every_n_trials != 0:
             return
         try:
-            save_to_dashboard(study, params=self.params, last_trial=trial.number)
+            save_to_dashboard(study, params=self.params)
         except Exception as error:  # noqa: BLE001 - a failed refresh must not stop optimize().
             _logger.warning(
                 f"Could not refresh the dashboard figures of study {study.study_name!r} after "

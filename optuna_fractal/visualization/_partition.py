@@ -407,7 +407,10 @@ def _centre_traces(go: Any, info: _PartitionInfo) -> list[Any]:
                 line={"color": "black" if kind == "evaluated" else KIND_COLOURS["gp"], "width": 1},
             )
             if not colorbar_shown:
-                marker.update(showscale=True, colorbar={"title": {"text": colorbar_title(scale)}})
+                marker.update(
+                    showscale=True,
+                    colorbar={"title": {"text": colorbar_title(scale), "side": "right"}},
+                )
                 colorbar_shown = True
         else:
             marker.update(color=KIND_COLOURS[kind])
