@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 
 from .config import EvaluationConfig
-from .training import PrecisionSettings
+
+
+if TYPE_CHECKING:
+    from .training import PrecisionSettings
 
 
 _logger = optuna.logging.get_logger(__name__)
