@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import inspect
 import json
 import logging
 import math
+import re
+import textwrap
 
 import optuna
 from optuna_dashboard import get_note
@@ -80,7 +83,8 @@ def test_save_to_dashboard_writes_summary_note(study: optuna.Study) -> None:
     assert f"| Evaluations | {tree.n_evaluated} |" in note
     assert f"| Inherited values (no trial needed) | {tree.n_inherited} |" in note
     assert "| GP-scored (evaluations saved) | 0 |" in note
-    assert "| Running | 1 |" in note
+    assert "| Running nodes | 1 |" in note
+    assert "| Trials | 26 in all, 25 complete, 1 running |" in note
     assert f"| Nodes | {len(tree.nodes)} ({len(tree.leaves())} leaves) |" in note
     best = study.best_trial
     assert f"trial {best.number}): value **{best.value:.6g}**" in note
@@ -169,3 +173,16 @@ def test_callback_logs_failure_and_continues(
 def test_callback_rejects_invalid_interval(every: object) -> None:
     with pytest.raises(ValueError, match="every_n_trials must be an integer >= 1"):
         DashboardCallback(every_n_trials=every)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("function", [save_to_dashboard, DashboardCallback, summary_markdown])
+def test_docstring_example_runs(
+    function, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, quiet_optuna: None
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", inspect.getdoc(function) or "", flags=re.S)
+    assert len(blocks) == 1
+    exec(compile(textwrap.dedent(blocks[0]), f"<{function.__name__} example>", "exec"), {})
+    if function is not summary_markdown:
+        study = optuna.load_study(study_name=None, storage="sqlite:///soo.db")
+        assert PARTITION_FIGURE_ID in saved_figures(study)

@@ -7,8 +7,11 @@ dataclasses), so that their geometry is the one a real study produces.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
+import re
+import textwrap
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -141,7 +144,8 @@ def test_partition_2d_axes_in_parameter_values(study_2d: optuna.Study) -> None:
     assert list(figure.layout.xaxis.ticktext) == ["1e-05", "0.0001", "0.001", "0.01", "0.1"]
     assert list(figure.layout.xaxis.tickvals) == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
     assert list(figure.layout.yaxis.ticktext) == ["-5", "-2.5", "0", "2.5", "5"]
-    assert figure.layout.yaxis.scaleanchor == "x"
+    assert list(figure.layout.xaxis.range) == [0.0, 1.0]
+    assert list(figure.layout.yaxis.range) == [0.0, 1.0]
 
 
 def test_partition_2d_params_swap_axes(study_2d: optuna.Study) -> None:
@@ -525,3 +529,27 @@ def test_bamsoo_study_plots_gp_scored_nodes(bamsoo_study: optuna.Study) -> None:
         assert hatched == {n.id for n in gp_leaves}
     finally:
         plt.close(ax.figure)
+
+
+# Docstring examples
+
+
+@pytest.mark.parametrize(
+    "function",
+    [plot_partition, plot_tree, mpl_plot_partition, mpl_plot_tree],
+    ids=["plot_partition", "plot_tree", "mpl_plot_partition", "mpl_plot_tree"],
+)
+def test_docstring_example_runs(
+    function, tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", inspect.getdoc(function) or "", flags=re.S)
+    assert len(blocks) == 1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        exec(compile(textwrap.dedent(blocks[0]), f"<{function.__name__} example>", "exec"), {})
+    finally:
+        plt.close("all")
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert len(written) == 1
+    assert written[0].split(".")[0] in ("partition", "tree")

@@ -8,6 +8,7 @@ attributes, so they reach the dashboard through any storage it can read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 import datetime
 import re
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 
 from optuna_fractal._view import get_tree
 from optuna_fractal._view import NodeView
@@ -66,23 +68,27 @@ def _cell_text(node: NodeView, name: str) -> str:
     return f"[{format_value(low)}, {format_value(high)}]"
 
 
-def summary_markdown(tree: TreeView) -> str:
+def summary_markdown(tree: TreeView, trials: Sequence[FrozenTrial] | None = None) -> str:
     """Summarise a partition tree as Markdown: node counts, evaluations saved, the best cell.
 
+    Node counts are per cell of the tree: a failed node is a cell whose every allowed attempt
+    failed, and a running node a cell whose trial has not finished.
+
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler, get_tree
+        from optuna_fractal.visualization import summary_markdown
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler, get_tree
-            from optuna_fractal.visualization import summary_markdown
-
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=20)
-            print(summary_markdown(get_tree(study)))
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=20)
+        print(summary_markdown(get_tree(study)))
+        ```
 
     Args:
         tree: The tree, from :func:`~optuna_fractal.get_tree`.
+        trials: The study's trials, counted by state in a first row. Defaults to ``None``
+            (no trial row).
 
     Returns:
         The summary, headed ``### Partition tree`` and ending with the time it was written.
@@ -90,16 +96,19 @@ def summary_markdown(tree: TreeView) -> str:
     states = [node.state for node in tree.nodes]
     n_open = sum(1 for node in tree.nodes if node.state == "open" and node.value is None)
     leaves = tree.leaves()
-    rows = [
+    rows = []
+    if trials is not None:
+        rows.append(("Trials", _trial_counts(trials)))
+    rows += [
         ("Sampler", f"{sampler_label(tree)}, k = {tree.k}, {_direction_name(tree)}"),
         ("Nodes", f"{len(tree.nodes)} ({len(leaves)} leaves)"),
         ("Maximum depth", str(tree.max_depth)),
         ("Evaluations", str(tree.n_evaluated)),
         ("Inherited values (no trial needed)", str(tree.n_inherited)),
         ("GP-scored (evaluations saved)", str(tree.n_gp_scored)),
-        ("Failed", str(states.count("failed"))),
-        ("Running", str(states.count("running"))),
-        ("Open", str(n_open)),
+        ("Failed nodes", str(states.count("failed"))),
+        ("Running nodes", str(states.count("running"))),
+        ("Open nodes", str(n_open)),
     ]
     lines = ["### Partition tree", "", "| | |", "|---|---|"]
     lines += [f"| {name} | {value} |" for name, value in rows]
@@ -124,6 +133,17 @@ def summary_markdown(tree: TreeView) -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines += ["", f"_Updated by optuna-fractal, {stamp}._"]
     return "\n".join(lines)
+
+
+def _trial_counts(trials: Sequence[FrozenTrial]) -> str:
+    counts = Counter(trial.state for trial in trials)
+    parts = [f"{len(trials)} in all"]
+    parts += [
+        f"{counts[state]} {state.name.lower()}"
+        for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        if counts[state]
+    ]
+    return ", ".join(parts)
 
 
 def _direction_name(tree: TreeView) -> str:
@@ -156,17 +176,16 @@ def save_to_dashboard(study: Study, *, params: Sequence[str] | str | None = None
     figures of some hundred kilobytes.
 
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization import save_to_dashboard
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization import save_to_dashboard
-
-            study = optuna.create_study(storage="sqlite:///soo.db", sampler=SOOSampler())
-            study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
-            save_to_dashboard(study)
-            # Then: optuna-dashboard --host 127.0.0.1 --port 8080 sqlite:///soo.db
+        study = optuna.create_study(storage="sqlite:///soo.db", sampler=SOOSampler())
+        study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
+        save_to_dashboard(study)
+        # Then: optuna-dashboard --host 127.0.0.1 --port 8080 sqlite:///soo.db
+        ```
 
     Args:
         study: A study run by :class:`~optuna_fractal.SOOSampler` or
@@ -186,7 +205,8 @@ def save_to_dashboard(study: Study, *, params: Sequence[str] | str | None = None
     dashboard.save_plotly_graph_object(study, partition, graph_object_id=PARTITION_FIGURE_ID)
     dashboard.save_plotly_graph_object(study, tree_figure, graph_object_id=TREE_FIGURE_ID)
     note = dashboard.get_note(study)
-    dashboard.save_note(study, merge_note(note, summary_markdown(tree)))
+    summary = summary_markdown(tree, study.get_trials(deepcopy=False))
+    dashboard.save_note(study, merge_note(note, summary))
 
 
 class DashboardCallback:
@@ -201,19 +221,18 @@ class DashboardCallback:
     optimization.
 
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization import DashboardCallback
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization import DashboardCallback
-
-            study = optuna.create_study(storage="sqlite:///soo.db", sampler=SOOSampler())
-            study.optimize(
-                lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2,
-                n_trials=30,
-                callbacks=[DashboardCallback(every_n_trials=10)],
-            )
+        study = optuna.create_study(storage="sqlite:///soo.db", sampler=SOOSampler())
+        study.optimize(
+            lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2,
+            n_trials=30,
+            callbacks=[DashboardCallback(every_n_trials=10)],
+        )
+        ```
 
     Args:
         every_n_trials: Refresh after every this many trials; an integer of at least 1.

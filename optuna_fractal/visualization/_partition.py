@@ -181,23 +181,22 @@ def plot_partition(
     its value, dashed if GP-scored, and cells without a value are shaded bands.
 
     Example:
-
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization import plot_partition
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization import plot_partition
 
 
-            def objective(trial):
-                x = trial.suggest_float("x", -5, 5)
-                lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-                return (x - 1) ** 2 + (lr - 1e-3) ** 2
+        def objective(trial):
+            x = trial.suggest_float("x", -5, 5)
+            lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+            return (x - 1) ** 2 + (lr - 1e-3) ** 2
 
 
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(objective, n_trials=40)
-            plot_partition(study, params=("x", "lr")).show()
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(objective, n_trials=40)
+        plot_partition(study, params=("x", "lr")).write_html("partition.html")
+        ```
 
     Args:
         study: A study run by :class:`~optuna_fractal.SOOSampler` or
@@ -467,11 +466,9 @@ def _layout(figure: go.Figure, info: _PartitionInfo) -> None:
         plot_bgcolor="white",
     )
     if info.y_axis is not None:
-        y_layout = _axis_layout(info.y_axis)
-        # Square unit cube: equal splits look equal on both axes.
-        y_layout.update(scaleanchor="x", scaleratio=1.0, constrain="domain")
-        figure.update_layout(yaxis=y_layout)
-        figure.update_xaxes(constrain="domain")
+        # The unit square fills the plot area instead of staying square: the dashboard's plot
+        # boxes are small, and the tick labels carry the scale.
+        figure.update_layout(yaxis=_axis_layout(info.y_axis))
     else:
         figure.update_layout(
             yaxis={"title": {"text": info.value_title}, "range": list(info.value_range())}

@@ -7,6 +7,8 @@ import math
 from typing import Any
 from typing import TYPE_CHECKING
 
+from optuna.study import StudyDirection
+
 from optuna_fractal._view import NodeView
 from optuna_fractal._view import TreeView
 from optuna_fractal.visualization._utils import best_node
@@ -129,16 +131,15 @@ def plot_tree(study: Study | TreeView) -> go.Figure:
     in the same sweep; this plot shows that competition directly.
 
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization import plot_tree
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization import plot_tree
-
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
-            plot_tree(study).show()
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
+        plot_tree(study).write_html("tree.html")
+        ```
 
     Args:
         study: A study run by :class:`~optuna_fractal.SOOSampler` or
@@ -190,12 +191,14 @@ def plot_tree(study: Study | TreeView) -> go.Figure:
             )
         )
 
+    maximize = info.tree.direction == StudyDirection.MAXIMIZE
     if info.best_value is not None:
         figure.add_hline(
             y=info.best_value,
             line={"color": "red", "width": 1, "dash": "dash"},
             annotation_text=f"best {info.best_value:.6g}",
-            annotation_position="top left",
+            # On the side of the line away from the other nodes.
+            annotation_position="top right" if maximize else "bottom right",
         )
     if info.no_value_y is not None:
         figure.add_hline(

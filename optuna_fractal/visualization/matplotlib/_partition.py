@@ -50,24 +50,23 @@ def plot_partition(study: Study | TreeView, params: Sequence[str] | str | None =
     segments at their value and cells without a value are shaded bands.
 
     Example:
-
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization.matplotlib import plot_partition
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization.matplotlib import plot_partition
 
 
-            def objective(trial):
-                x = trial.suggest_float("x", -5, 5)
-                lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-                return (x - 1) ** 2 + (lr - 1e-3) ** 2
+        def objective(trial):
+            x = trial.suggest_float("x", -5, 5)
+            lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+            return (x - 1) ** 2 + (lr - 1e-3) ** 2
 
 
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(objective, n_trials=40)
-            ax = plot_partition(study)
-            ax.figure.savefig("partition.png")
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(objective, n_trials=40)
+        ax = plot_partition(study)
+        ax.figure.savefig("partition.png")
+        ```
 
     Args:
         study: A study run by :class:`~optuna_fractal.SOOSampler` or

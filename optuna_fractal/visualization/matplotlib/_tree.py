@@ -38,16 +38,15 @@ def plot_tree(study: Study | TreeView) -> Axes:
     dashed red line at the best evaluation.
 
     Example:
+        ```python
+        import optuna
+        from optuna_fractal import SOOSampler
+        from optuna_fractal.visualization.matplotlib import plot_tree
 
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import SOOSampler
-            from optuna_fractal.visualization.matplotlib import plot_tree
-
-            study = optuna.create_study(sampler=SOOSampler())
-            study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
-            plot_tree(study).figure.savefig("tree.png")
+        study = optuna.create_study(sampler=SOOSampler())
+        study.optimize(lambda t: (t.suggest_float("x", -5, 5) - 1) ** 2, n_trials=30)
+        plot_tree(study).figure.savefig("tree.png")
+        ```
 
     Args:
         study: A study run by :class:`~optuna_fractal.SOOSampler` or
