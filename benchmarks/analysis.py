@@ -1,6 +1,6 @@
 """Aggregates of the results CSV: regret curves, mean ranks, sampler time, BaMSOO's savings.
 
-All functions take the data frame of :func:`load_results`, which holds complete runs only.
+All functions take the data frame of :func:`load_results`, which contains complete runs only.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def load_results(path: Path) -> pd.DataFrame:
 
 
 def category_of(row: pd.Series) -> str:
-    """The table column a run belongs to: ``BBOB 2-D``, ``classic``, ``HPO tables`` ..."""
+    """Return the table column of a run: ``BBOB 2-D``, ``classic``, ``HPO tables`` ..."""
     family = row["family"]
     if family == "bbob":
         return f"BBOB {int(row['dimension'])}-D"
@@ -59,15 +59,16 @@ def category_of(row: pd.Series) -> str:
 
 
 def final_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The last evaluation of every run."""
+    """Return the last evaluation of every run."""
     index = frame.groupby("run_id")["trial"].idxmax()
     return frame.loc[index].reset_index(drop=True)
 
 
 def regret_quartiles(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median and quartiles of regret per problem, dimension, budget, sampler and evaluation.
+    """Compute the median and quartiles of regret per evaluation.
 
-    Runs that stopped before the budget keep their last best-so-far for the later evaluations.
+    Groups by problem, dimension, budget, sampler and evaluation number. Runs that stopped
+    before the budget keep their last best-so-far for the later evaluations.
     """
     runs = []
     for _, run in frame.groupby("run_id"):
@@ -99,13 +100,13 @@ def regret_quartiles(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def ranks(frame: pd.DataFrame, budget: int, samplers: Sequence[str]) -> pd.DataFrame:
-    """Rank of each sampler's final best-so-far in every group (problem instance, seed, budget).
+    """Rank each sampler's final best-so-far in every group (problem instance, seed, budget).
 
     Within a category (``BBOB 2-D``, ``classic`` ...), a group counts only if every one of
-    ``samplers`` that ran anywhere in that category has a complete run in it, so DIRECT, which
-    runs on continuous boxes only, is left out of the categories it cannot run in. Rank 1 is best;
-    ties share the average rank. Values are compared at 12 significant digits so that rounding
-    noise does not break ties.
+    ``samplers`` that ran anywhere in that category has a complete run in it. DIRECT runs on
+    continuous boxes only, so it is ranked only in the categories of box problems. Rank 1 is
+    best, and ties share the average rank. Values are compared at 12 significant digits so that
+    rounding noise does not break ties.
     """
     finals = final_rows(frame[(frame["budget"] == budget) & frame["sampler"].isin(samplers)])
     if finals.empty:
@@ -126,7 +127,7 @@ def _round_significant(value: float) -> float:
 
 
 def mean_rank_table(frame: pd.DataFrame, budget: int, samplers: Sequence[str]) -> pd.DataFrame:
-    """Mean rank per sampler (rows) and category (columns).
+    """Tabulate the mean rank per sampler (rows) and category (columns).
 
     The last row, ``groups``, is the number of ranking groups behind each column, and
     ``samplers`` the number of samplers ranked in it (the worst possible mean rank).
@@ -162,7 +163,7 @@ def _category_order(columns: Sequence[str]) -> list[str]:
 
 
 def final_regret_table(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
-    """Median [q25, q75] of the final regret per problem (rows) and sampler (columns)."""
+    """Compute the median and quartiles of the final regret per problem and sampler."""
     finals = final_rows(frame[frame["budget"] == budget])
     grouped = finals.groupby(["problem", "dimension", "sampler"])["regret"]
     summary = grouped.quantile([0.25, 0.5, 0.75]).unstack()
@@ -172,7 +173,10 @@ def final_regret_table(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
 
 
 def sampler_time_curve(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median and quartiles of the per-trial sampler time per sampler, dimension and trial."""
+    """Compute the median and quartiles of the per-trial sampler time.
+
+    Groups by sampler, dimension and trial.
+    """
     grouped = frame.groupby(["sampler", "dimension", "trial"])["sampler_seconds"]
     result = grouped.quantile([0.25, 0.5, 0.75]).unstack()
     result.columns = ["q25", "median", "q75"]
@@ -180,7 +184,10 @@ def sampler_time_curve(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sampler_time_table(frame: pd.DataFrame, windows: Sequence[tuple[int, int]]) -> pd.DataFrame:
-    """Median per-trial sampler time in milliseconds per sampler over trial windows.
+    """Tabulate the mean per-trial sampler time in milliseconds per sampler and trial window.
+
+    The mean, not the median, because BaMSOO alternates cheap trials (a cell inherited or chosen
+    without the GP) with GP fits, and the mean is what the trials cost together.
 
     Args:
         frame: Results.
@@ -189,14 +196,14 @@ def sampler_time_table(frame: pd.DataFrame, windows: Sequence[tuple[int, int]]) 
     table = {}
     for first, last in windows:
         part = frame[(frame["trial"] >= first - 1) & (frame["trial"] <= last - 1)]
-        table[f"trials {first}-{last}"] = part.groupby("sampler")["sampler_seconds"].median() * 1e3
+        table[f"trials {first}-{last}"] = part.groupby("sampler")["sampler_seconds"].mean() * 1e3
     total = frame.groupby(["sampler", "run_id"])["sampler_seconds"].sum().groupby("sampler")
     table["total s"] = total.median()
     return pd.DataFrame(table)
 
 
 def bamsoo_savings(frame: pd.DataFrame) -> pd.DataFrame:
-    """Evaluations BaMSOO replaced by a GP score, per category: median [q25, q75] at the end."""
+    """Tabulate the evaluations BaMSOO replaced by a GP score: final median and quartiles."""
     runs = final_rows(frame[frame["sampler"] == "bamsoo"])
     if runs.empty:
         return pd.DataFrame()
@@ -209,7 +216,7 @@ def bamsoo_savings(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def bamsoo_savings_curve(frame: pd.DataFrame) -> pd.DataFrame:
-    """Median and quartiles of BaMSOO's cumulative GP-scored nodes per category and trial."""
+    """Compute the median and quartiles of BaMSOO's cumulative GP-scored nodes per trial."""
     runs = frame[frame["sampler"] == "bamsoo"]
     runs = runs.assign(scored=runs["gp_scored_nodes"].fillna(0))
     grouped = runs.groupby(["category", "budget", "trial"])["scored"]

@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=("tiny", "quick", "full"),
         default="quick",
-        help="profile whose folder holds the CSV (default: %(default)s)",
+        help="profile whose folder contains the CSV (default: %(default)s)",
     )
     plot.add_argument(
         "--plots-dir",
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--profile",
         choices=("tiny", "quick", "full"),
         default="quick",
-        help="profile whose folder holds the CSV (default: %(default)s)",
+        help="profile whose folder contains the CSV (default: %(default)s)",
     )
 
     direct = commands.add_parser(
@@ -300,7 +300,7 @@ def _soo_vs_direct(args: argparse.Namespace) -> int:
 
 def _timing(args: argparse.Namespace) -> int:
     from benchmarks import analysis
-    from benchmarks.plots import plot_sampler_time
+    from benchmarks.plots import plot_timing_study
     from benchmarks.problems import parse_problem
     from benchmarks.samplers import split_available
     from benchmarks.studies import bamsoo_time_study
@@ -320,7 +320,7 @@ def _timing(args: argparse.Namespace) -> int:
         f"\n{study.problem.label}, seed {args.seed}, {study.trials} trials per sampler, "
         f"advanced in turn in one process on {cpu_model()}."
     )
-    print("Median sampler time per trial [ms] (ask + tell) per trial window; total in seconds:\n")
+    print("Mean sampler time per trial [ms] (ask + tell) per trial window; total in seconds:\n")
     print(analysis.to_markdown(table, "{:.3g}"))
     frame = analysis.load_results(csv_path)
     frame = frame[
@@ -328,7 +328,7 @@ def _timing(args: argparse.Namespace) -> int:
         & (frame["budget"] == study.trials)
         & (frame["problem"] == study.problem.name)
     ]
-    plot_sampler_time(frame, args.plots_dir or args.output / "plots", stem=study.name)
+    plot_timing_study(frame, args.plots_dir or args.output / "plots", stem=study.name)
     return 0
 
 

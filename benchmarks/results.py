@@ -9,7 +9,6 @@ only complete runs, and for a run key present several times the last complete on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from collections.abc import Sequence
 import csv
 from dataclasses import dataclass
@@ -77,7 +76,7 @@ VERSIONED_PACKAGES = (
 
 @dataclass(frozen=True, order=True)
 class RunKey:
-    """What makes two runs the same run for resuming: problem, sampler, seed and budget."""
+    """Identity of a run for resuming: problem, sampler, seed and budget."""
 
     problem: str
     dimension: int
@@ -145,8 +144,8 @@ def read_complete_rows(path: Path) -> list[dict[str, str]]:
     last_run: dict[RunKey, str] = {}
     for row in complete:
         last_run[key_of_row(row)] = row["run_id"]
-    kept = set(last_run.values())
-    return [row for row in complete if row["run_id"] in kept]
+    latest_run_ids = set(last_run.values())
+    return [row for row in complete if row["run_id"] in latest_run_ids]
 
 
 def _row_is_whole(row: dict[str, str | None]) -> bool:
@@ -167,7 +166,7 @@ def completed_keys(path: Path) -> set[RunKey]:
 
 @functools.cache
 def environment_columns() -> dict[str, Any]:
-    """The environment columns, equal for every row written by this process."""
+    """Return the environment columns, equal for every row written by this process."""
     versions = {}
     for package in VERSIONED_PACKAGES:
         try:
@@ -187,7 +186,7 @@ def environment_columns() -> dict[str, Any]:
 
 
 def cpu_model() -> str:
-    """The CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    """Return the CPU model name from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as file:
             for line in file:
@@ -235,7 +234,3 @@ def utc_timestamp() -> str:
 def format_float(value: float | None) -> str:
     """Format a float for the CSV, with ``repr`` precision and an empty field for ``None``."""
     return "" if value is None else repr(float(value))
-
-
-def unique_values(rows: Iterable[dict[str, str]], column: str) -> list[str]:
-    return sorted({row[column] for row in rows})

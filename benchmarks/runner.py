@@ -5,7 +5,7 @@ Optuna samplers run through the ask-and-tell interface on an in-memory study:
 (``sample_relative`` and the independent sampling of every parameter), and ``study.tell``
 contains ``after_trial``. The objective runs between the two, so the three are timed apart.
 
-DIRECT runs inside ``scipy.optimize.direct``; its sampler time for an evaluation is the time
+DIRECT runs inside ``scipy.optimize.direct``. Its sampler time for an evaluation is the time
 between the end of the previous evaluation and the start of this one.
 """
 
@@ -20,7 +20,6 @@ import uuid
 import warnings
 
 import optuna
-from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 from benchmarks import _threads
@@ -80,9 +79,13 @@ class StudyStepper:
         self.entry = entry
         self.seed = seed
         self.budget = budget
-        self.study = optuna.create_study(sampler=entry.build(seed, budget), direction="minimize")
+        # NopPruner: Optuna's default MedianPruner would prune the LLM objective's trials.
+        self.study = optuna.create_study(
+            sampler=entry.build(seed, budget),
+            pruner=optuna.pruners.NopPruner(),
+            direction="minimize",
+        )
         self.evaluations: list[Evaluation] = []
-        self._distributions: dict[str, BaseDistribution] | None = problem.search_space
         self._start = time.perf_counter()
 
     @property
@@ -93,16 +96,12 @@ class StudyStepper:
         if not self.evaluations:
             self._start = time.perf_counter()
         t0 = time.perf_counter()
-        trial = self.study.ask(fixed_distributions=self._distributions)
+        trial = self.study.ask(fixed_distributions=self.problem.search_space)
         t1 = time.perf_counter()
+
         state, value = TrialState.COMPLETE, math.nan
         try:
-            if self.problem.search_space is not None:
-                value = self.problem.evaluate(trial.params)
-            else:
-                # NOTE: in a define-by-run objective the first trial's suggest calls (and any
-                # parameter outside the first trial's space later) count as objective time.
-                value = self.problem.objective(trial)
+            value = self.problem.evaluate_trial(trial)
         except Exception as error:  # noqa: BLE001 - a failed evaluation is a result, not a crash.
             optuna.logging.get_logger(__name__).warning(
                 "Trial %d of %s failed: %r", trial.number, self.entry.name, error
@@ -111,13 +110,13 @@ class StudyStepper:
         if not math.isfinite(value):
             state = TrialState.FAIL
         t2 = time.perf_counter()
+
         if state == TrialState.COMPLETE:
             self.study.tell(trial, value)
         else:
             self.study.tell(trial, state=TrialState.FAIL)
         t3 = time.perf_counter()
-        if self._distributions is None:
-            self._distributions = dict(self.study.trials[0].distributions) or None
+
         scored = self.study.user_attrs.get(GP_SCORED_NODES_KEY)
         evaluation = Evaluation(
             state=state.name,

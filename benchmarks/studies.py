@@ -5,7 +5,7 @@
 * :func:`side_by_side_timing`: per-trial sampler time of several samplers advanced in turn in one
   process (SOO beside TPE at 1,000 trials; BaMSOO beside the BO baseline and GPSampler at 200
   trials). Taking turns exposes every sampler to the same machine load, so the ratios hold even
-  when the absolute times drift; the first sampler of each round alternates.
+  when the absolute times drift. Every other round runs the samplers in reverse order.
 """
 
 from __future__ import annotations
@@ -135,11 +135,12 @@ def _windows(trials: int, count: int) -> tuple[tuple[int, int], ...]:
 def side_by_side_timing(
     study: TimingStudy, csv_path: Path, *, seed: int = 0, force: bool = False
 ) -> pd.DataFrame:
-    """Advance the study's samplers in turn in this process, append the rows, return the table.
+    """Advance the study's samplers in turn in this process and return the timing table.
 
-    Skips the run when ``csv_path`` already holds it complete for every sampler, unless
+    Skips the run when ``csv_path`` already contains it complete for every sampler, unless
     ``force``. The table gives the median per-trial sampler time in milliseconds per trial
-    window and the total sampler seconds; with BaMSOO it adds its GP-scored cells.
+    window, the total sampler seconds and the final regret, and for BaMSOO the GP-scored cells.
+    Rows ``"<sampler> / <first sampler>"`` give the time ratios.
     """
     tasks = [RunTask(study.problem, name, seed, study.trials) for name in study.samplers]
     done = completed_keys(csv_path)
@@ -157,11 +158,20 @@ def side_by_side_timing(
         & (frame["budget"] == study.trials)
     ]
     table = analysis.sampler_time_table(frame, study.windows)
+    table = table.loc[[name for name in study.samplers if name in table.index]]
+    time_columns = list(table.columns)
     finals = analysis.final_rows(frame).set_index("sampler")
     table["final regret"] = finals["regret"]
     if "bamsoo" in table.index:
         table["GP-scored cells"] = finals["gp_scored_nodes"]
-    return table.loc[[name for name in study.samplers if name in table.index]]
+
+    # Time ratios of every other sampler to the first one, measured in the same run.
+    first = table.index[0]
+    for name in list(table.index[1:]):
+        table.loc[f"{name} / {first}", time_columns] = (
+            table.loc[name, time_columns] / table.loc[first, time_columns]
+        )
+    return table
 
 
 def _run_in_turn(tasks: Sequence[RunTask], csv_path: Path) -> None:

@@ -78,7 +78,7 @@ def task_key(task: RunTask) -> RunKey:
 
 
 def expected_cost(task: RunTask) -> float:
-    """A rough relative cost, to start the slowest tasks first and balance the workers."""
+    """Estimate a task's relative cost, so that the slowest tasks start first."""
     entry = get_entry(task.sampler)
     per_trial = 20.0 if entry.uses_torch else 1.0
     return per_trial * task.budget * (1.0 + task.problem.dimension / 5.0)

@@ -166,7 +166,8 @@ def test_box_problem_optimum_value(spec: ProblemSpec) -> None:
     problem = make_problem(spec)
     assert isinstance(problem, BoxProblem)
     assert problem.x_opt is not None
-    assert np.all(problem.x_opt >= problem.lower) and np.all(problem.x_opt <= problem.upper)
+    assert np.all(problem.x_opt >= problem.lower)
+    assert np.all(problem.x_opt <= problem.upper)
     assert problem.function(problem.x_opt) == pytest.approx(problem.f_opt, abs=1e-9)
     rng = np.random.default_rng(0)
     samples = rng.uniform(problem.lower, problem.upper, size=(200, spec.dimension))
@@ -286,9 +287,11 @@ def test_mean_rank_table_values() -> None:
 def test_side_by_side_timing_table(tmp_path: Path) -> None:
     study = sampling_time_study(trials=8, problem=ProblemSpec("branin", 2))
     table = side_by_side_timing(study, tmp_path / "timing.csv")
-    assert list(table.index) == ["soo", "tpe"]
+    assert list(table.index) == ["soo", "tpe", "tpe / soo"]
     assert (table["total s"] > 0).all()
-    assert (table["final regret"] >= 0).all()
+    assert (table.loc[["soo", "tpe"], "final regret"] >= 0).all()
+    ratio = table.loc["tpe", "total s"] / table.loc["soo", "total s"]
+    assert table.loc["tpe / soo", "total s"] == pytest.approx(ratio)
     assert len(read_csv_rows(tmp_path / "timing.csv")) == 16
 
 
