@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers-csv",
         type=Path,
         default=None,
-        help="parallel-workers CSV (workers, wall_seconds, final_regret, storage) "
-        "to plot if present",
+        help="parallel-workers CSV with the columns workers, wall_seconds, final_regret and "
+        "storage, plotted if it exists (default: OUTPUT/workers.csv)",
     )
 
     report = commands.add_parser("report", help="print Markdown tables of an existing CSV")
@@ -236,9 +236,10 @@ def _plot(args: argparse.Namespace) -> int:
         raise ValueError(f"{folder / 'results.csv'} has no complete runs; run the profile first.")
     plots_dir = args.plots_dir or folder / "plots"
     samplers = [name for name in REGISTRY if name in set(frame["sampler"])]
-    paths = plot_all(frame, plots_dir, samplers, args.workers_csv)
-    if args.workers_csv is not None and not args.workers_csv.exists():
-        logger.info("No parallel-workers CSV at %s; its plot is skipped.", args.workers_csv)
+    workers_csv = args.workers_csv or args.output / "workers.csv"
+    paths = plot_all(frame, plots_dir, samplers, workers_csv)
+    if not workers_csv.exists():
+        logger.info("No parallel-workers CSV at %s; its plot is skipped.", workers_csv)
     for path in paths:
         print(path)
     return 0
@@ -257,8 +258,10 @@ def _report(args: argparse.Namespace) -> int:
     print(_rank_report(frame, samplers))
     for budget in sorted(frame["budget"].unique()):
         part = frame[frame["budget"] == budget]
-        print(f"\nMedian per-trial sampler time [ms] at budget {budget}, by dimension:\n")
-        time_table = part.groupby(["sampler", "dimension"])["sampler_seconds"].median().unstack()
+        print(f"\nMean per-trial sampler time [ms] at budget {budget}, by dimension:\n")
+        time_table = part.groupby(["sampler", "dimension"])["sampler_seconds"].mean().unstack()
+        time_table = time_table.loc[[s for s in samplers if s in time_table.index]]
+        time_table.columns = [f"{int(d)}-D" for d in time_table.columns]
         print(analysis.to_markdown(time_table * 1e3, "{:.3g}"))
     savings = analysis.bamsoo_savings(frame)
     if not savings.empty:
