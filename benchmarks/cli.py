@@ -296,7 +296,7 @@ def _soo_vs_direct(args: argparse.Namespace) -> int:
     table = soo_vs_direct(
         args.output / "soo_direct.csv", budgets=args.budgets, jobs=args.jobs, force=args.force
     )
-    print("\nFinal regret (median over instances; Rosenbrock-5: 3 shifted instances):\n")
+    print("\nFinal regret per problem instance (Rosenbrock-5: 3 shifted instances):\n")
     print(analysis.to_markdown(table, "{:.3g}"))
     return 0
 

@@ -62,8 +62,8 @@ def soo_vs_direct(
 ) -> pd.DataFrame:
     """Run (or resume) the SOO-versus-DIRECT runs and return the regret table.
 
-    The table has one row per problem and budget and, per sampler, the median final regret over
-    the problem's instances (3 shifted Rosenbrock-5 instances; Branin and Hartmann-6 have one).
+    The table has one row per problem instance and budget (Branin and Hartmann-6 have one
+    instance, Rosenbrock-5 three shifted ones) and the final regret of each sampler.
     """
     tasks = [
         RunTask(case.problem, name, case.seed, case.budget)
@@ -75,15 +75,17 @@ def soo_vs_direct(
     finals = analysis.final_rows(frame[frame["sampler"].isin(samplers)])
     finals = finals[finals["budget"].isin(budgets)]
     table = finals.pivot_table(
-        index=["problem", "dimension", "budget"],
+        index=["problem", "dimension", "instance", "budget"],
         columns="sampler",
         values="regret",
-        aggfunc="median",
+        aggfunc="first",
     )
-    table["instances"] = finals.groupby(["problem", "dimension", "budget"])["instance"].nunique()
-    if "soo" in table.columns and "direct" in table.columns:
-        table["direct / soo"] = table["direct"] / table["soo"]
-    return table[[c for c in [*samplers, "direct / soo", "instances"] if c in table.columns]]
+    for reference in ("direct", "direct-l"):
+        if "soo" in table.columns and reference in table.columns:
+            table[f"{reference} / soo"] = table[reference] / table["soo"]
+    table = table.sort_index(level=["problem", "budget", "instance"])
+    ratios = ["direct / soo", "direct-l / soo"]
+    return table[[c for c in [*samplers, *ratios] if c in table.columns]]
 
 
 @dataclass(frozen=True)
