@@ -9,6 +9,7 @@ by default they go to the test's temporary folder.
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -104,14 +105,10 @@ def dashboard_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.St
     return study, url
 
 
-@pytest.fixture(scope="module")
-def dashboard(
-    dashboard_study: tuple[optuna.Study, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """Run optuna-dashboard on a free loopback port; yield its base URL."""
-    _, storage_url = dashboard_study
+@contextlib.contextmanager
+def running_dashboard(storage_url: str, log_path: Path) -> Iterator[str]:
+    """Run optuna-dashboard on a free loopback port; yield its base URL once it answers."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             dashboard_command(storage_url, port), stdout=log, stderr=subprocess.STDOUT
@@ -145,6 +142,16 @@ def dashboard(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def dashboard(
+    dashboard_study: tuple[optuna.Study, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    _, storage_url = dashboard_study
+    log_path = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    with running_dashboard(storage_url, log_path) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +251,48 @@ def test_dashboard_lists_trials_and_summary(
         page.screenshot(path=str(screenshot_dir / "dashboard-note.png"))
     finally:
         page.close()
+
+
+@pytest.mark.slow
+def test_dashboard_shows_lora_study(
+    browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, screenshot_dir: Path
+) -> None:
+    """Three trials of the LoRA objective (cpu-tiny config) under SOO, seen in the dashboard.
+
+    Building the tiny base model takes about 150 s on one core the first time; set
+    OPTUNA_FRACTAL_CACHE to a folder that survives the run to reuse it.
+    """
+    from optuna_fractal_objectives import build_objective
+    from optuna_fractal_objectives import config_path
+
+    if not os.environ.get("OPTUNA_FRACTAL_CACHE"):
+        monkeypatch.setenv("OPTUNA_FRACTAL_CACHE", str(tmp_path / "cache"))
+    objective = build_objective(config_path("cpu-tiny"))
+    storage_url = f"sqlite:///{tmp_path / 'lora.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="lora-cpu-tiny",
+        storage=storage_url,
+        direction=objective.direction,
+        sampler=SOOSampler(search_space=objective.search_space),
+    )
+    study.optimize(objective, n_trials=3)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    save_to_dashboard(study, params=("learning_rate", "lora_r"))
+    tree = get_tree(study)
+
+    with running_dashboard(storage_url, tmp_path / "dashboard.log") as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{base}/dashboard/studies/{study._study_id}")
+            partition = page.locator(f'[id="user-defined-plot:{PARTITION_FIGURE_ID}"]')
+            partition.locator(".main-svg").first.wait_for(timeout=60_000)
+            assert partition.locator("g.cartesianlayer path.js-fill").count() == len(tree.leaves())
+            assert partition.locator(".xtitle").text_content() == "learning_rate (log)"
+            assert partition.locator(".ytitle").text_content() == "lora_r"
+            best = study.best_trial
+            page.get_by_text(f"Best Trial (number={best.number})").wait_for(timeout=30_000)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(screenshot_dir / "dashboard-lora.png"), full_page=True)
+        finally:
+            page.close()
