@@ -9,6 +9,12 @@ collect, so that an objective that always raises cannot loop forever.
 
 While running trials cover the rest of the budget, an idle worker waits instead of exiting:
 if one of those trials fails (its worker was killed), the idle worker runs the replacement.
+
+A stop request (SIGTERM from a scheduler) interrupts the objective at once, so that its trial
+is marked FAIL and its cell re-run. A request that arrives while the worker is inside
+``study.ask()`` takes effect once the trial has its sampling decision: a partition sampler
+orders decisions by trial number, and a trial left without one would hold up every later
+trial until the sampler's ``decision_timeout``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,15 @@ class StopReason(enum.Enum):
     EXHAUSTED = "exhausted"  # The partition sampler has no cell left to evaluate.
     TIMEOUT = "timeout"  # The worker's time limit passed.
     FAILURES = "failures"  # The study holds max_failed_trials FAIL trials.
+    TERMINATED = "terminated"  # A stop was requested (SIGTERM) while no trial ran.
+
+
+class WorkerTerminated(KeyboardInterrupt):
+    """Raised in the worker's thread by :meth:`Worker.request_stop` during a trial.
+
+    A ``KeyboardInterrupt`` subclass, because Optuna marks the running trial FAIL on one and
+    re-raises it, instead of catching it like an objective's error.
+    """
 
 
 @dataclass
@@ -166,12 +181,30 @@ class Worker:
         self._show_progress = progress_bar
         self._poll_interval = poll_interval
         self._callbacks = list(callbacks or [])
+        self._stop_requested = False
+        self._in_objective = False
+
+    def request_stop(self) -> None:
+        """Stop the worker: at once inside the objective, else after the sampling decision.
+
+        Meant for a signal handler, which runs in the worker's thread. A second request
+        raises :class:`WorkerTerminated` wherever the worker is.
+
+        Raises:
+            WorkerTerminated: If the worker is in the objective or a stop was requested before.
+        """
+        if self._in_objective or self._stop_requested:
+            self._stop_requested = True
+            raise WorkerTerminated()
+        self._stop_requested = True
 
     def _next_step(self) -> StopReason | None:
         """Wait until this worker may start a trial; return why it must stop instead."""
         study = self._study
         waiting_logged = False
         while True:
+            if self._stop_requested:
+                return StopReason.TERMINATED
             counts = StudyCounts.of(study)
             if counts.counted >= self._n_trials:
                 return StopReason.BUDGET
@@ -200,7 +233,13 @@ class Worker:
 
         def objective(trial: Trial) -> Any:
             started.append(trial)
-            return self._objective(trial)
+            if self._stop_requested:
+                raise WorkerTerminated()
+            self._in_objective = True
+            try:
+                return self._objective(trial)
+            finally:
+                self._in_objective = False
 
         def remember(study: Study, trial: FrozenTrial) -> None:
             finished.append(trial)
@@ -258,6 +297,7 @@ def describe_stop(result: WorkerResult, n_trials: int, max_failed: int) -> str:
         StopReason.BUDGET: f"the study holds {n_trials} COMPLETE or PRUNED trials",
         StopReason.EXHAUSTED: "the sampler has no cell left to evaluate",
         StopReason.TIMEOUT: "the time limit passed",
+        StopReason.TERMINATED: "a stop was requested (SIGTERM or SIGINT)",
         StopReason.FAILURES: (
             f"the study holds {max_failed} FAIL trials (raise --max-failed-trials after fixing "
             "the cause in the objective's log)"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
 import contextlib
 import importlib
@@ -41,6 +42,7 @@ from optuna_fractal._urls import mask_url
 from optuna_fractal._worker import describe_stop
 from optuna_fractal._worker import StopReason
 from optuna_fractal._worker import Worker
+from optuna_fractal._worker import WorkerTerminated
 
 
 # Named explicitly: under `python -m optuna_fractal.cli`, __name__ is "__main__".
@@ -52,18 +54,12 @@ DASHBOARD_PORT = 8080
 
 # Exit statuses besides 0 (success) and 2 (invalid arguments, from argparse).
 EXIT_ERROR = 1
-EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by SIGTERM.
+# 128 + SIGTERM, what a shell reports for a process ended by SIGTERM; also after SIGINT.
+EXIT_TERMINATED = 143
 
 
 class CommandError(Exception):
     """A problem the user can fix; printed without a traceback."""
-
-
-class _Terminated(KeyboardInterrupt):
-    """Raised in the main thread when the process receives SIGTERM.
-
-    A ``KeyboardInterrupt`` subclass, because Optuna marks the running trial FAIL on one.
-    """
 
 
 # Objective and search space.
@@ -354,12 +350,14 @@ def command_run(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress_bar,
         callbacks=_dashboard_callbacks(args.dashboard_every, args.sampler),
     )
-    with _redirect_logs_to_bar(not args.no_progress_bar):
+    with _redirect_logs_to_bar(not args.no_progress_bar), _stop_on_signals(worker):
         result = worker.run()
     max_failed = args.max_failed_trials or args.n_trials
     _logger.info(describe_stop(result, args.n_trials, max_failed))
     print_best(study)
     print(f"Look at the study with: {dashboard_command(args.storage)}")
+    if result.reason == StopReason.TERMINATED:
+        return EXIT_TERMINATED
     return EXIT_ERROR if result.reason == StopReason.FAILURES else 0
 
 
@@ -595,8 +593,33 @@ def _redirect_logs_to_bar(enabled: bool) -> contextlib.AbstractContextManager[An
     )
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated()
+@contextlib.contextmanager
+def _stop_on_signals(worker: Worker) -> Iterator[None]:
+    """Turn SIGTERM and SIGINT into :meth:`Worker.request_stop` while the worker runs.
+
+    SIGTERM is what schedulers send before they kill a job (SLURM at the time limit or on
+    preemption, OAR on a best-effort job); failing the trial at once lets another worker
+    re-run its cell without waiting for a heartbeat grace period.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        _logger.warning(
+            f"Received {signal.Signals(signum).name}: the running trial, if any, is marked "
+            "FAIL and the worker stops. Send it again to stop at once."
+        )
+        worker.request_stop()
+
+    previous = {
+        number: signal.signal(number, handle) for number in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -607,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit status: 0 on success, 1 on an error, 2 on invalid arguments, 143 when
-        terminated by SIGTERM.
+        stopped by SIGTERM or SIGINT.
     """
     args = make_parser().parse_args(argv)
     with _package_logging():
@@ -615,11 +638,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    # SIGTERM (scheduler preemption, job end) fails the running trial at once, so that its cell
-    # is re-run without waiting for a heartbeat grace period.
-    previous = None
-    if args.command == "run" and threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.handler(args))
     except CommandError as error:
@@ -628,12 +646,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     except ValueError as error:
         _logger.error(mask_url(str(error)))
         return EXIT_ERROR
-    except _Terminated:
-        _logger.warning("Terminated by SIGTERM; the running trial, if any, is marked FAIL.")
+    except WorkerTerminated:
+        _logger.warning("Stopped by a signal; the running trial is marked FAIL.")
         return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        _logger.warning("Interrupted; the running trial, if any, is marked FAIL.")
-        return 130
     except Exception as error:
         import sqlalchemy.exc
 
@@ -643,9 +658,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
             return EXIT_ERROR
         raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

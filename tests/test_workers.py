@@ -463,6 +463,7 @@ create_or_load_study(storage, url, study_name, "minimize")
 
 
 def _concurrent_setup(url: str, tmp_path: Path, n_processes: int = 8) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     study_name = unique_study_name("setup")
     # Every process imports optuna first, then all start the setup at the same instant.
     start = time.time() + 4.0
@@ -656,3 +657,58 @@ def test_get_tree_from_storage_alone(sqlite_url: str) -> None:
     tree = get_tree(loaded)
     assert len(tree.nodes) >= 5
     assert tree.n_evaluated == 5
+
+
+_BLOCKED_DECIDER = """
+import sys, time
+import optuna
+from optuna_fractal import SOOSampler
+from optuna_fractal._storages import open_storage
+from optuna_fractal.testing_objectives import branin
+
+
+class BlockedSOOSampler(SOOSampler):
+    def _decide(self, study, trial):
+        print("deciding", flush=True)
+        time.sleep(3600)
+
+
+storage = open_storage(sys.argv[1], heartbeat_interval=1, grace_period=2)
+sampler = BlockedSOOSampler(search_space=branin.search_space)
+study = optuna.load_study(study_name=sys.argv[2], storage=storage, sampler=sampler)
+study.optimize(branin, n_trials=1)
+"""
+
+
+def test_heartbeat_fails_worker_killed_while_sampling(sqlite_url: str) -> None:
+    # A worker killed inside study.ask(), before its trial has a decision, must be failed by
+    # the heartbeat like a worker killed in its objective, instead of blocking every later
+    # trial for the whole decision_timeout.
+    study_name = unique_study_name("ask-kill")
+    storage = open_storage(sqlite_url, heartbeat_interval=1, grace_period=2)
+    sampler = SOOSampler(search_space=branin.search_space, decision_timeout=600)
+    study = optuna.create_study(storage=storage, study_name=study_name, sampler=sampler)
+    study.optimize(branin, n_trials=2)
+
+    blocked = subprocess.Popen(
+        [sys.executable, "-c", _BLOCKED_DECIDER, sqlite_url, study_name],
+        stdout=subprocess.PIPE,
+        env=_worker_env(0),
+        cwd=REPO,
+    )
+    try:
+        assert blocked.stdout is not None
+        assert blocked.stdout.readline().strip() == b"deciding"
+    finally:
+        blocked.kill()
+        blocked.wait()
+    dead = study.get_trials(states=(TrialState.RUNNING,))
+    assert [t.number for t in dead] == [2]
+
+    asked: list[optuna.Trial] = []
+    thread = threading.Thread(target=lambda: asked.append(study.ask()), daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    assert not thread.is_alive(), "study.ask() still waits for the killed worker's trial"
+    assert study.trials[2].state == TrialState.FAIL
+    assert asked[0].number == 3
