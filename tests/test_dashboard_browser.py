@@ -107,7 +107,7 @@ def dashboard_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[optuna.St
 
 @contextlib.contextmanager
 def running_dashboard(storage_url: str, log_path: Path) -> Iterator[str]:
-    """Run optuna-dashboard on a free loopback port; yield its base URL once it answers."""
+    """Run optuna-dashboard on a free loopback port; yield its base URL once it responds."""
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
@@ -259,8 +259,8 @@ def test_dashboard_shows_lora_study(
 ) -> None:
     """Three trials of the LoRA objective (cpu-tiny config) under SOO, seen in the dashboard.
 
-    Building the tiny base model takes about 150 s on one core the first time; set
-    OPTUNA_FRACTAL_CACHE to a folder that survives the run to reuse it.
+    Building the tiny base model takes about 150 s on one core the first time. Set
+    OPTUNA_FRACTAL_CACHE to a folder that outlives the run to build it only once.
     """
     from optuna_fractal_objectives import build_objective
     from optuna_fractal_objectives import config_path

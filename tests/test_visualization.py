@@ -11,6 +11,8 @@ import inspect
 import math
 import os
 import re
+import subprocess
+import sys
 import textwrap
 
 
@@ -553,3 +555,15 @@ def test_docstring_example_runs(
     written = sorted(path.name for path in tmp_path.iterdir())
     assert len(written) == 1
     assert written[0].split(".")[0] in ("partition", "tree")
+
+
+def test_import_loads_no_plotting_library() -> None:
+    code = (
+        "import sys, optuna_fractal.visualization, optuna_fractal.visualization.matplotlib\n"
+        "libraries = ('plotly', 'matplotlib', 'optuna_dashboard')\n"
+        "print(sorted(name for name in libraries if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

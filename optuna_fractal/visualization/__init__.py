@@ -1,8 +1,8 @@
 """Plots of a study's partition tree, and their place in optuna-dashboard.
 
-:func:`plot_partition` draws the cells of the tree, :func:`plot_tree` its nodes by depth and
-value; both return plotly figures, like :mod:`optuna.visualization`, and have matplotlib twins
-in :mod:`optuna_fractal.visualization.matplotlib`. :func:`save_to_dashboard` and
+:func:`plot_partition` draws the cells of the tree and :func:`plot_tree` its nodes by depth
+and value. Both return plotly figures, like :mod:`optuna.visualization`. Their matplotlib
+twins are in :mod:`optuna_fractal.visualization.matplotlib`. :func:`save_to_dashboard` and
 :class:`DashboardCallback` store the figures and a tree summary in the study, where
 optuna-dashboard shows them. plotly, matplotlib and optuna-dashboard are imported only when
 a function needs them.

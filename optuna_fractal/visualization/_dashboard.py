@@ -216,8 +216,8 @@ class DashboardCallback:
     state), the worker that ran it calls :func:`save_to_dashboard` if ``n + 1`` is a multiple
     of ``every_n_trials``. Trial numbers are unique across workers, so among many workers
     sharing a storage exactly one refreshes per block of trials. The refresh runs after the
-    trial has been told to the storage: it delays the worker's next trial, never the trial
-    itself or its result. A refresh that fails is logged as a warning and never stops the
+    trial's result is stored, so it delays the worker's next trial but never the trial itself
+    or its result. A refresh that fails is logged as a warning and never stops the
     optimization.
 
     Example:

@@ -79,7 +79,7 @@ class _PartitionInfo:
         return self.y_axis is None
 
     def value_range(self) -> tuple[float, float]:
-        """The value-axis range of a 1-D plot, with a margin around the finite values."""
+        """Return the value-axis range of a 1-D plot: the finite values with a margin."""
         if self.scale is None:
             return (0.0, 1.0)
         low, high = self.scale.value_min, self.scale.value_max
@@ -176,9 +176,9 @@ def plot_partition(
     out overlap. The better cell is drawn on top, so every point shows the best value found
     over the other parameters.
 
-    With one parameter (a 1-D study, or ``params`` naming one parameter) the plot has the
-    parameter on the x axis and the value on the y axis: each cell is a horizontal segment at
-    its value, dashed if GP-scored, and cells without a value are shaded bands.
+    With one parameter (a 1-D study, or ``params`` naming one parameter), the parameter is on
+    the x axis and the value on the y axis. Each cell is a horizontal segment at its value,
+    dashed if GP-scored, and cells without a value are shaded bands.
 
     Example:
         ```python

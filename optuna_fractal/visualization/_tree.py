@@ -78,7 +78,7 @@ def group_label(kind: str, expanded: bool) -> str:
 
 
 def _no_value_y(tree: TreeView) -> float:
-    """The row for nodes without a value: past the worst value, a tenth of the range away."""
+    """Return the y of the row for nodes without a value, a tenth of the range past the worst."""
     scale = value_scale(tree)
     if scale is None:
         return 0.0
@@ -120,12 +120,12 @@ def _get_tree_info(study: Study | TreeView, function_name: str) -> _TreeInfo:
 def plot_tree(study: Study | TreeView) -> go.Figure:
     """Plot every node of a study's partition tree at its depth and value, with plotly.
 
-    Lines join each node to its parent. The marker shape gives where the value comes from:
-    circles for evaluations, triangles for values inherited from the parent (the middle child
-    of an odd split shares its parent's centre), diamonds for values scored by BaMSOO's
-    Gaussian process, crosses for failed nodes, hourglasses for running and squares for open
-    nodes. Leaves are filled, expanded nodes hollow. Nodes without a value sit on a dotted row
-    past the worst value, and a dashed line marks the best evaluation.
+    Lines join each node to its parent. The marker shape gives where the value comes from.
+    Circles are evaluations and triangles values inherited from the parent, because the
+    middle child of an odd split shares its parent's centre. Diamonds are values scored by
+    BaMSOO's Gaussian process. Crosses mark failed nodes, hourglasses running nodes and
+    squares open nodes. Leaves are filled, expanded nodes hollow. Nodes without a value sit
+    on a dotted row past the worst value, and a dashed line marks the best evaluation.
 
     SOO expands, at each depth, the best leaf that beats the leaves expanded at smaller depths
     in the same sweep; this plot shows that competition directly.

@@ -41,13 +41,13 @@ FAILED_HATCH = "xx"
 def plot_partition(study: Study | TreeView, params: Sequence[str] | str | None = None) -> Axes:
     """Plot the cells of a study's partition tree, projected on two parameters, with matplotlib.
 
-    The picture is the one of :func:`optuna_fractal.visualization.plot_partition`: each leaf
-    is a rectangle in unit-cube coordinates with axes labelled in parameter values, coloured by
-    value (brightest for the best value), GP-scored cells hatched ``//``, failed cells grey
-    and hatched ``xx``, running cells outlined in purple, open cells in dotted grey, evaluated
-    centres as points and the best evaluation as a red star. Where cells overlap in the
-    projection, the better cell is drawn on top. With one parameter, cells are horizontal
-    segments at their value and cells without a value are shaded bands.
+    It draws the picture of :func:`optuna_fractal.visualization.plot_partition`. Each leaf is
+    a rectangle in unit-cube coordinates, with axes labelled in parameter values, coloured by
+    its value (brightest for the best value). GP-scored cells are hatched ``//``, failed cells
+    are grey and hatched ``xx``, running cells have a purple outline and open cells a dotted
+    grey one. Points mark the evaluated centres and a red star the best evaluation. Where
+    cells overlap in the projection, the better cell is drawn on top. With one parameter,
+    cells are horizontal segments at their value, and cells without a value are shaded bands.
 
     Example:
         ```python

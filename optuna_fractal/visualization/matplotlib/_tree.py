@@ -31,11 +31,11 @@ KIND_MARKERS = {
 def plot_tree(study: Study | TreeView) -> Axes:
     """Plot every node of a study's partition tree at its depth and value, with matplotlib.
 
-    The picture is the one of :func:`optuna_fractal.visualization.plot_tree`: lines from
-    parent to child, the marker giving where the value comes from (``o`` evaluated, ``^``
-    inherited, ``D`` GP-scored, ``X`` failed, ``h`` running, ``s`` open), leaves filled and
-    expanded nodes hollow, nodes without a value on a dotted row past the worst value and a
-    dashed red line at the best evaluation.
+    It draws the picture of :func:`optuna_fractal.visualization.plot_tree`, with lines from
+    parent to child. The marker gives where the value comes from: ``o`` evaluated, ``^``
+    inherited, ``D`` GP-scored, ``X`` failed, ``h`` running and ``s`` open. Leaves are filled
+    and expanded nodes hollow. Nodes without a value sit on a dotted row past the worst value,
+    and a dashed red line marks the best evaluation.
 
     Example:
         ```python
