@@ -210,7 +210,7 @@ class BaMSOOSampler(_PartitionSampler):
         search_space: See :class:`~optuna_fractal.SOOSampler`. Defaults to ``None``.
         max_retries: See :class:`~optuna_fractal.SOOSampler`. Defaults to 1.
         independent_sampler: See :class:`~optuna_fractal.SOOSampler`. Defaults to ``None``.
-        decision_timeout: See :class:`~optuna_fractal.SOOSampler`. Defaults to 600.
+        decision_timeout: See :class:`~optuna_fractal.SOOSampler`. Defaults to 120.
         warn_independent_sampling: See :class:`~optuna_fractal.SOOSampler`. Defaults to
             ``True``.
 
@@ -233,7 +233,7 @@ class BaMSOOSampler(_PartitionSampler):
         search_space: dict[str, BaseDistribution] | None = None,
         max_retries: int = 1,
         independent_sampler: BaseSampler | None = None,
-        decision_timeout: float = 600.0,
+        decision_timeout: float = 120.0,
         warn_independent_sampling: bool = True,
     ) -> None:
         if (

@@ -85,7 +85,7 @@ class _PartitionSampler(BaseSampler):
         max_retries: int = 1,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
-        decision_timeout: float = 600.0,
+        decision_timeout: float = 120.0,
         warn_independent_sampling: bool = True,
     ) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 2:
@@ -172,6 +172,8 @@ class _PartitionSampler(BaseSampler):
                 )
         elif self._space is not None:
             space = self._space
+            # Stored so that get_tree and workers without the argument see the same space.
+            store_search_space(study, space.distributions)
         if space is not None:
             self._spaces[key] = space
         return space
@@ -482,8 +484,9 @@ class SOOSampler(_PartitionSampler):
             ``None``.
         independent_sampler: Sampler for parameters outside the tree. Defaults to
             :class:`~optuna.samplers.RandomSampler` with ``seed``.
-        decision_timeout: Seconds a trial may take to publish its sampling decision before
-            later trials fail it as a dead worker's trial. Defaults to 600.
+        decision_timeout: Seconds a trial may stay the oldest trial without a sampling decision
+            before later trials fail it as a dead worker's trial. Deciding takes milliseconds
+            for SOO and one GP fit for BaMSOO. Defaults to 120.
         warn_independent_sampling: Whether to log a warning when a parameter is sampled by
             ``independent_sampler``. Defaults to ``True``.
 
