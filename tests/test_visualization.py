@@ -567,3 +567,27 @@ def test_import_loads_no_plotting_library() -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_infinite_values_get_worst_colour_and_no_value_row() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", -5.0, 5.0)
+        y = trial.suggest_float("y", -5.0, 5.0)
+        return math.inf if x > 2.0 else x**2 + y**2
+
+    study = optuna.create_study(sampler=SOOSampler())
+    study.optimize(objective, n_trials=15)
+    tree = get_tree(study)
+    infinite = [n for n in tree.leaves() if n.value is not None and math.isinf(n.value)]
+    assert infinite
+
+    cells = {cell_node_id(trace): trace for trace in cell_traces(plot_partition(study))}
+    for node in infinite:
+        assert cells[node.id].fillcolor == WORST_COLOUR
+
+    figure = plot_tree(study)
+    finite = [n.value for n in tree.nodes if n.value is not None and math.isfinite(n.value)]
+    ys = [y for trace in traces_with_role(figure, "nodes") for y in trace.y]
+    assert len(ys) == len(tree.nodes)
+    assert all(math.isfinite(y) for y in ys)
+    assert max(ys) > max(finite)  # The infinite nodes sit on the no-value row.

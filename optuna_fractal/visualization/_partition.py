@@ -108,8 +108,9 @@ def _get_partition_info(
     for node in tree.leaves():
         kind = node_kind(node)
         goodness = None
-        if scale is not None and node.value is not None and math.isfinite(node.value):
-            goodness = scale.goodness(node.value)
+        if node.value is not None:
+            # An infinite value gets the colour of its end of the range.
+            goodness = scale.goodness(node.value) if scale is not None else 0.0
         cells.append(
             _Cell(
                 node=node,

@@ -39,7 +39,7 @@ KIND_SYMBOLS = {
     "open": "square",
 }
 
-NO_VALUE_LABEL = "no value (failed, running or open)"
+NO_VALUE_LABEL = "no finite value (failed, running, open or infinite)"
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,8 @@ def plot_tree(study: Study | TreeView) -> go.Figure:
     Circles are evaluations and triangles values inherited from the parent, because the
     middle child of an odd split shares its parent's centre. Diamonds are values scored by
     BaMSOO's Gaussian process. Crosses mark failed nodes, hourglasses running nodes and
-    squares open nodes. Leaves are filled, expanded nodes hollow. Nodes without a value sit
-    on a dotted row past the worst value, and a dashed line marks the best evaluation.
+    squares open nodes. Leaves are filled, expanded nodes hollow. Nodes without a finite value
+    sit on a dotted row past the worst value, and a dashed line marks the best evaluation.
 
     SOO expands, at each depth, the best leaf that beats the leaves expanded at smaller depths
     in the same sweep; this plot shows that competition directly.

@@ -147,7 +147,8 @@ class ValueScale:
     def goodness(self, value: float) -> float:
         """Map a value to ``[0, 1]``, 1 being the best end of the colour range."""
         if self.high == self.low:
-            return 1.0
+            better = value > self.low if self.maximize else value < self.low
+            return 1.0 if value == self.low or better else 0.0
         fraction = (value - self.low) / (self.high - self.low)
         fraction = min(max(fraction, 0.0), 1.0)
         return fraction if self.maximize else 1.0 - fraction

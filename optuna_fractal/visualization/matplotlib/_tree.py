@@ -34,8 +34,8 @@ def plot_tree(study: Study | TreeView) -> Axes:
     It draws the picture of :func:`optuna_fractal.visualization.plot_tree`, with lines from
     parent to child. The marker gives where the value comes from: ``o`` evaluated, ``^``
     inherited, ``D`` GP-scored, ``X`` failed, ``h`` running and ``s`` open. Leaves are filled
-    and expanded nodes hollow. Nodes without a value sit on a dotted row past the worst value,
-    and a dashed red line marks the best evaluation.
+    and expanded nodes hollow. Nodes without a finite value sit on a dotted row past the worst
+    value, and a dashed red line marks the best evaluation.
 
     Example:
         ```python
