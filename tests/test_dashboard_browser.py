@@ -186,7 +186,7 @@ def test_dashboard_lists_the_study(
 
 
 def test_dashboard_shows_partition_figure(
-    dashboard: str, browser, dashboard_study: tuple[optuna.Study, str], screenshot_dir: Path
+    browser, dashboard: str, dashboard_study: tuple[optuna.Study, str], screenshot_dir: Path
 ) -> None:
     study, _ = dashboard_study
     tree = get_tree(study)
@@ -228,7 +228,7 @@ def test_dashboard_shows_partition_figure(
 
 
 def test_dashboard_lists_trials_and_summary(
-    dashboard: str, browser, dashboard_study: tuple[optuna.Study, str], screenshot_dir: Path
+    browser, dashboard: str, dashboard_study: tuple[optuna.Study, str], screenshot_dir: Path
 ) -> None:
     study, _ = dashboard_study
     tree = get_tree(study)
