@@ -17,6 +17,8 @@ from benchmarks.results import cpu_model
 
 COMMANDS = ("run", "plot", "report", "soo-vs-direct", "sampling-time", "bamsoo-time", "list")
 DEFAULT_OUTPUT = Path("results/benchmarks")
+# Written by `python -m benchmarks.parallel_workers`.
+DEFAULT_WORKERS_CSV = Path("results/parallel_workers.csv")
 DOCS_IMAGES = Path("docs/img/benchmarks")
 
 logger = logging.getLogger("benchmarks")
@@ -75,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--workers-csv",
         type=Path,
-        default=None,
+        default=DEFAULT_WORKERS_CSV,
         help="parallel-workers CSV with the columns workers, wall_seconds, final_regret and "
-        "storage, plotted if it exists (default: OUTPUT/workers.csv)",
+        "storage, plotted if it exists (default: %(default)s)",
     )
 
     report = commands.add_parser("report", help="print Markdown tables of an existing CSV")
@@ -236,7 +238,7 @@ def _plot(args: argparse.Namespace) -> int:
         raise ValueError(f"{folder / 'results.csv'} has no complete runs; run the profile first.")
     plots_dir = args.plots_dir or folder / "plots"
     samplers = [name for name in REGISTRY if name in set(frame["sampler"])]
-    workers_csv = args.workers_csv or args.output / "workers.csv"
+    workers_csv = args.workers_csv
     paths = plot_all(frame, plots_dir, samplers, workers_csv)
     if not workers_csv.exists():
         logger.info("No parallel-workers CSV at %s; its plot is skipped.", workers_csv)

@@ -275,17 +275,22 @@ def read_workers_csv(path: Path) -> pd.DataFrame:
 
 
 def plot_workers(frame: pd.DataFrame, directory: Path) -> list[Path]:
-    """Plot wall time and final regret versus the number of workers, one line per storage."""
+    """Plot wall time and final regret versus the number of workers.
+
+    Draws one line per storage, and per sampler when the CSV has a ``sampler`` column.
+    """
     plt = _pyplot()
     figure, (wall_axis, regret_axis) = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    for storage, part in frame.groupby("storage"):
+    keys = ["storage", "sampler"] if "sampler" in frame.columns else ["storage"]
+    for key, part in frame.groupby(keys):
+        label = ", ".join(str(k) for k in key)
         summary = part.groupby("workers")[["wall_seconds", "final_regret"]].median()
-        wall_axis.plot(summary.index, summary["wall_seconds"], marker="o", label=str(storage))
+        wall_axis.plot(summary.index, summary["wall_seconds"], marker="o", label=label)
         regret_axis.plot(
             summary.index,
             summary["final_regret"].clip(lower=REGRET_FLOOR),
             marker="o",
-            label=str(storage),
+            label=label,
         )
     wall_axis.set_xlabel("workers")
     wall_axis.set_ylabel("wall time [s] (median)")

@@ -303,6 +303,7 @@ def test_workers_plot(tmp_path: Path) -> None:
             "wall_seconds": [40.0, 21.0, 12.0, 42.0, 23.0, 14.0],
             "final_regret": [0.1, 0.1, 0.2, 0.1, 0.12, 0.2],
             "storage": ["sqlite"] * 3 + ["postgresql"] * 3,
+            "sampler": ["soo"] * 6,
         }
     ).to_csv(csv_path, index=False)
     paths = plot_workers(read_workers_csv(csv_path), tmp_path / "plots")
