@@ -348,7 +348,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class OutputConfig:
-    """Where trial checkpoints go and what they contain.
+    """Location and contents of the trial checkpoints.
 
     Attributes:
         checkpoint_dir: Root folder of trial checkpoints; a trial writes to
@@ -598,7 +598,7 @@ def _convert(value: Any, hint: Any, key: str, base_dir: Path) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"Invalid {key} {value!r}: expected a number.")
-        return value
+        return float(value)
     if hint is str:
         if not isinstance(value, str):
             raise ValueError(f"Invalid {key} {value!r}: expected a string.")

@@ -23,7 +23,7 @@ class TaskEvaluator:
 
     The tasks are loaded on the first call of :meth:`evaluate` and reused, so the task
     index and the datasets are read once per worker process. Before every evaluation
-    the few-shot seed is reset, so every model sees the same prompts.
+    the few-shot seed is reset, so every model gets the same prompts.
 
     Args:
         config: The evaluation settings; ``config.tasks`` must not be empty.

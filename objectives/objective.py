@@ -62,6 +62,10 @@ class LoRAObjective:
     Optuna records as a FAIL trial without stopping ``study.optimize``. Errors in the
     config or the code propagate.
 
+    NOTE: an instance runs one trial at a time. Use processes, not ``n_jobs > 1``, for
+    parallel trials, because trials seed torch's global random generator and share the
+    loaded lm-eval tasks.
+
     User attributes of a complete trial: ``hyperparameters`` (all five values, searched
     or fixed), ``fine_tune_seconds`` (model set-up, training with its intermediate
     validations, and merging), ``evaluation_seconds`` (final validation loss and lm-eval),
@@ -143,21 +147,22 @@ class LoRAObjective:
         hyperparameters = suggest_parameters(trial, self._config.search_space, self._config.fixed)
         trial.set_user_attr("hyperparameters", hyperparameters)
         folder = self._trial_folder(trial)
+        completed = False
         try:
-            return self._run_trial(trial, hyperparameters, folder)
-        except optuna.TrialPruned:
-            _remove_folder(folder)
-            raise
+            value = self._run_trial(trial, hyperparameters, folder)
+            completed = True
+            return value
         except Exception as error:
-            if not _is_trial_failure(error):
-                _remove_folder(folder)
+            if isinstance(error, optuna.TrialPruned) or not _is_trial_failure(error):
                 raise
             reason = f"{type(error).__name__}: {error}"[:_MAX_FAILURE_MESSAGE]
             trial.set_user_attr("failure", reason)
             _logger.warning(f"Trial {trial.number} failed: {reason}")
-            _remove_folder(folder)
             return float("nan")
         finally:
+            # Failed, pruned and interrupted trials leave no checkpoint behind.
+            if not completed:
+                _remove_folder(folder)
             _release_memory()
 
     def evaluate_base_model(self) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Parse the LoRA search space from a config mapping and sample it from an Optuna trial.
 
-The objective knows five hyperparameters. Each one is either searched (it has an entry in
+The objective has five hyperparameters. Each one is either searched (it has an entry in
 ``search_space``) or held constant (an entry in ``fixed``, or the default below).
 """
 

@@ -116,7 +116,7 @@ def build_lora_model(
         device: Where the model lives.
         precision: The weight dtype.
         seed: Seed of the LoRA A initialisation.
-        max_seq_length: Longest sequence the model will see; at most the context length.
+        max_seq_length: Maximum sequence length in tokens; at most the context length.
 
     Returns:
         The model, in training mode.
@@ -240,7 +240,7 @@ def learning_rate_factor(warmup_steps: int, total_steps: int) -> Callable[[int],
 
 
 def total_steps(config: TrainConfig, batches_per_epoch: int) -> int:
-    """Return the number of optimizer steps that ``config`` asks for."""
+    """Return the number of optimizer steps that ``config`` requests."""
     steps_per_epoch = max(1, batches_per_epoch // config.gradient_accumulation_steps)
     limits = []
     if config.epochs is not None:

@@ -34,7 +34,7 @@ def load_mmlu_subject(subject: str, **kwargs: Any) -> Any:
 
     Raises:
         FileNotFoundError: A CSV file of the subject is missing.
-        ValueError: A row does not have six fields or its answer is not A-D.
+        ValueError: A row does not have six fields or its answer letter is not A-D.
     """
     import datasets
 
