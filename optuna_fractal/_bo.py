@@ -54,20 +54,21 @@ def bo_baseline(
         ImportError: If optuna-integration, torch or botorch is not installed.
 
     Example:
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import bo_baseline
-
-
-            def objective(trial: optuna.Trial) -> float:
-                x = trial.suggest_float("x", -5.0, 5.0)
-                y = trial.suggest_float("y", -5.0, 5.0)
-                return (x - 1.0) ** 2 + (y + 2.0) ** 2
+        ```python
+        import optuna
+        from optuna_fractal import bo_baseline
 
 
-            study = optuna.create_study(sampler=bo_baseline(n_startup_trials=10, seed=0))
-            study.optimize(objective, n_trials=20)
+        def objective(trial: optuna.Trial) -> float:
+            x = trial.suggest_float("x", -5.0, 5.0)
+            y = trial.suggest_float("y", -5.0, 5.0)
+            return (x - 1.0) ** 2 + (y + 2.0) ** 2
+
+
+        study = optuna.create_study(sampler=bo_baseline(n_startup_trials=10, seed=0))
+        study.optimize(objective, n_trials=20)
+        ```
+
     """
     if "independent_sampler" in botorch_kwargs:
         raise TypeError(

@@ -108,20 +108,21 @@ class LHSSampler(BaseSampler):
             empty.
 
     Example:
-        .. code-block:: python
-
-            import optuna
-            from optuna_fractal import LHSSampler
-
-
-            def objective(trial: optuna.Trial) -> float:
-                x = trial.suggest_float("x", -5.0, 5.0)
-                y = trial.suggest_int("y", 0, 10)
-                return x**2 + y
+        ```python
+        import optuna
+        from optuna_fractal import LHSSampler
 
 
-            study = optuna.create_study(sampler=LHSSampler(n_points=20, seed=42))
-            study.optimize(objective, n_trials=20)
+        def objective(trial: optuna.Trial) -> float:
+            x = trial.suggest_float("x", -5.0, 5.0)
+            y = trial.suggest_int("y", 0, 10)
+            return x**2 + y
+
+
+        study = optuna.create_study(sampler=LHSSampler(n_points=20, seed=42))
+        study.optimize(objective, n_trials=20)
+        ```
+
     """
 
     def __init__(

@@ -94,17 +94,18 @@ class BoTorchGP:
         ImportError: On the first ``fit`` if torch, gpytorch or botorch is missing.
 
     Example:
-        .. code-block:: python
+        ```python
+        import numpy as np
+        from optuna_fractal._surrogate import BoTorchGP
 
-            import numpy as np
-            from optuna_fractal._surrogate import BoTorchGP
+        rng = np.random.default_rng(0)
+        x = rng.random((12, 2))
+        y = -np.sum((x - 0.3) ** 2, axis=1)
+        gp = BoTorchGP(seed=0)
+        gp.fit(x, y)
+        mean, std = gp.predict(np.array([[0.3, 0.3], [0.9, 0.9]]))
+        ```
 
-            rng = np.random.default_rng(0)
-            x = rng.random((12, 2))
-            y = -np.sum((x - 0.3) ** 2, axis=1)
-            gp = BoTorchGP(seed=0)
-            gp.fit(x, y)
-            mean, std = gp.predict(np.array([[0.3, 0.3], [0.9, 0.9]]))
     """
 
     def __init__(self, seed: int | None = None, *, num_threads: int | None = None) -> None:

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import optuna
 import pytest
@@ -49,4 +50,4 @@ def test_docstring_example_runs(name: str) -> None:
     assert blocks, f"{name} has no runnable Example"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for block in blocks:
-        exec(compile(block, f"<{name} example>", "exec"), {"__name__": "__example__"})
+        exec(compile(textwrap.dedent(block), f"<{name} example>", "exec"), {"__name__": "__example__"})
