@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+import fnmatch
 import logging
 from pathlib import Path
 import sys
@@ -47,6 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="sampler registry names (default: all of the profile's)",
+    )
+    run.add_argument(
+        "--problems",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="run only the problems whose label (NAME-dDIMENSION-iINSTANCE, e.g. "
+        "bbob-f03-d5-i2) matches one of these shell patterns (default: all)",
     )
     _add_output(run)
     run.add_argument(
@@ -189,7 +198,19 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"None of the samplers {list(requested)} can run here.")
     folder = args.output / profile.name
     csv_path = folder / "results.csv"
-    summary = run_suite(profile.tasks(available), csv_path, jobs=args.jobs, force=args.force)
+    tasks = profile.tasks(available)
+    if args.problems:
+        tasks = [
+            task
+            for task in tasks
+            if any(fnmatch.fnmatchcase(task.problem.label, p) for p in args.problems)
+        ]
+        if not tasks:
+            raise ValueError(
+                f"No problem of profile {profile.name} matches {args.problems}; "
+                "patterns match labels such as bbob-f03-d5-i2 or branin-d2-i1."
+            )
+    summary = run_suite(tasks, csv_path, jobs=args.jobs, force=args.force)
     frame = analysis.load_results(csv_path)
     if not args.no_plots and not frame.empty:
         from benchmarks.plots import plot_all
