@@ -518,7 +518,7 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="S",
         help=(
             "soo and bamsoo: seconds a trial may take to publish its sampling decision before "
-            "later trials fail it as a dead worker's trial. Default: the sampler's (600)."
+            "later trials fail it as a dead worker's trial. Default: the sampler's default."
         ),
     )
     run.add_argument(

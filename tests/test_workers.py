@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any
 import uuid
+import warnings
 
 from conftest import unique_study_name
 import optuna
@@ -199,13 +200,7 @@ def _free_port() -> int:
 
 
 def load_branin_study(url: str, study_name: str, **storage_kwargs: Any) -> optuna.Study:
-    # NOTE: the sampler carries the search space for get_tree, because SOOSampler does not
-    # store a search space given up front in the study (see test_get_tree_from_storage_alone).
-    return optuna.load_study(
-        study_name=study_name,
-        storage=open_storage(url, **storage_kwargs),
-        sampler=SOOSampler(search_space=branin.search_space),
-    )
+    return optuna.load_study(study_name=study_name, storage=open_storage(url, **storage_kwargs))
 
 
 def _delete_study(url: str, study_name: str) -> None:
@@ -358,12 +353,17 @@ def run_with_kills(
     while len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 4:
         time.sleep(0.1)
     killed = 0
+    # Victims come from the first workers, which are past their start-up and so almost always
+    # inside a trial; a replacement may still be importing Optuna.
+    first_workers = list(workers)
     for _ in range(n_kills):
         time.sleep(rng.uniform(0.3, 1.0))
-        alive = [w for w in workers if w.poll() is None]
+        alive = [w for w in first_workers if w.poll() is None]
         if not alive:
             break
-        os.kill(rng.choice(alive).pid, signal.SIGKILL)
+        victim = rng.choice(alive)
+        first_workers.remove(victim)
+        os.kill(victim.pid, signal.SIGKILL)
         killed += 1
         start()
         if between_kills is not None:
@@ -712,3 +712,40 @@ def test_heartbeat_fails_worker_killed_while_sampling(sqlite_url: str) -> None:
     assert not thread.is_alive(), "study.ask() still waits for the killed worker's trial"
     assert study.trials[2].state == TrialState.FAIL
     assert asked[0].number == 3
+
+
+def test_retry_callback_reclaims_failed_cell(sqlite_url: str) -> None:
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    storage = optuna.storages.RDBStorage(
+        sqlite_url,
+        heartbeat_interval=1,
+        grace_period=1,
+        heartbeat_stale_trial_callback=retry,
+    )
+    sampler = SOOSampler(search_space=SPACE)
+    study = optuna.create_study(storage=storage, sampler=sampler)
+    study.optimize(_centre_objective, n_trials=3)
+
+    # A worker that claimed a cell, sent one heartbeat and died.
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        abandoned = study.ask()
+    abandoned.suggest_float("x", -5.0, 5.0)
+    abandoned.suggest_int("n", 0, 20)
+    storage.record_heartbeat(abandoned._trial_id)
+    cell = _record(study.trials[abandoned.number])["node"]
+    time.sleep(2.5)
+
+    study.optimize(_centre_objective, n_trials=5)
+
+    trials = study.get_trials(deepcopy=False)
+    assert trials[abandoned.number].state == TrialState.FAIL
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == abandoned.number]
+    assert retry.state == TrialState.COMPLETE
+    assert _record(retry)["node"] == cell
+    assert retry.params == trials[abandoned.number].params
+    check_partition_invariants(study, 8, 1)
