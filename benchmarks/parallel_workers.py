@@ -2,8 +2,8 @@
 
 Every configuration starts its workers as ``optuna-fractal run`` processes on one fresh study
 in a shared storage (PostgreSQL by default) and waits for all of them to exit. The objective is
-Branin plus a sleep (``OPTUNA_FRACTAL_OBJECTIVE_SLEEP``, 0.5 s by default), which stands in for
-an expensive trial: on a machine with fewer cores than workers, the sleeping workers still
+Branin plus a sleep (``OPTUNA_FRACTAL_OBJECTIVE_SLEEP``, 0.5 s by default) that simulates an
+expensive trial. On a machine with fewer cores than workers, the sleeping workers still
 overlap, so the scaling measures the coordination, not the CPU count.
 
 Run from a checkout::

@@ -40,9 +40,9 @@ def fail_stale_trials(study: Study, older_than: float) -> list[int]:
     heartbeat does for an RDB storage: a trial whose worker died stays RUNNING forever, which
     keeps its cell claimed. Failing it reopens the cell, and the next trial evaluates it again.
 
-    It is safe only if no live trial runs longer than ``older_than``: a live trial that is
-    failed keeps running to the end, but its result is rejected when its worker reports it,
-    so the evaluation is wasted and its cell is evaluated a second time.
+    It is safe only if no live trial runs longer than ``older_than``. A live trial that is
+    failed keeps running to the end, but its result is rejected when its worker reports it.
+    The evaluation is then wasted, and its cell is evaluated a second time.
 
     Example:
 

@@ -1,9 +1,9 @@
 """Opening a shared storage from a URL, safely when many workers start at the same moment.
 
 Several processes that create Optuna's tables in a fresh PostgreSQL or MySQL database at the
-same moment collide: measured with 8 processes and Optuna 5.1, PostgreSQL raises
-``IntegrityError`` (``pg_type_typname_nsp_index``, two ``CREATE TABLE`` of one name) and
-MariaDB raises ``OperationalError`` 1050 (table already exists) or ``IntegrityError`` 1062 (the
+same moment collide. Measured with 8 processes and Optuna 5.1, PostgreSQL raises
+``IntegrityError`` (``pg_type_typname_nsp_index``: two ``CREATE TABLE`` of one name). MariaDB
+raises ``OperationalError`` 1050 (table already exists) or ``IntegrityError`` 1062 (the
 ``alembic_version`` row). Every step of Optuna's schema setup checks what exists first, so
 retrying after a short random delay finishes the setup that another process started.
 """
@@ -116,7 +116,7 @@ def _rdb_storage(
         # pysqlite waits 5 s for a lock by default; many workers polling one file need more.
         engine_kwargs["connect_args"] = {"timeout": 60}
     else:
-        # A worker holds its connection idle for a whole trial (minutes to hours); check it
+        # A worker leaves its connection idle for a whole trial (minutes to hours), so check it
         # before use instead of failing on a connection the server or a firewall closed.
         engine_kwargs["pool_pre_ping"] = True
 
@@ -154,7 +154,7 @@ def _grpc_storage(url: str) -> BaseStorage:
 
     parts = urlsplit(url)
     if parts.hostname is None or parts.port is None:
-        raise ValueError(f"Invalid gRPC storage URL {url!r}. Use grpc://HOST:PORT.")
+        raise ValueError(f"Invalid gRPC storage URL {mask_url(url)!r}. Use grpc://HOST:PORT.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExperimentalWarning)
         proxy = GrpcStorageProxy(host=parts.hostname, port=parts.port)
@@ -241,17 +241,17 @@ def create_or_load_study(
         )
 
     study = _with_retries(f"Creating study {study_name!r}", url, create)
-    wanted = StudyDirection[direction.upper()] if isinstance(direction, str) else direction
+    expected = StudyDirection[direction.upper()] if isinstance(direction, str) else direction
     if study._is_multi_objective():
         raise ValueError(
             f"Study {study_name!r} has {len(study.directions)} objectives; the workers run "
             "single-objective studies. Choose another study name."
         )
-    if study.direction != wanted:
+    if study.direction != expected:
         raise ValueError(
             f"Study {study_name!r} already exists with direction "
             f"{study.direction.name.lower()}, but this worker was asked to "
-            f"{wanted.name.lower()}. Pass --direction {study.direction.name.lower()}, or "
+            f"{expected.name.lower()}. Pass --direction {study.direction.name.lower()}, or "
             "choose another study name."
         )
     return study

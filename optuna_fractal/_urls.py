@@ -20,7 +20,7 @@ def mask_url(text: str) -> str:
     """Replace every password in the URLs of ``text`` with ``***``.
 
     Works on a bare URL and on any message that contains URLs. The user name, host, port and
-    database stay readable, so that the masked URL still tells which storage is meant.
+    database stay readable, so that the masked URL still identifies the storage.
 
     Example:
 

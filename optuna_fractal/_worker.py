@@ -1,11 +1,11 @@
 """The loop of one worker process: run trials until the study-wide budget is met.
 
-Several workers share one study. Each worker starts a trial only while the trials that count
-towards the budget (COMPLETE and PRUNED) plus the trials still RUNNING are fewer than the
-budget, so that the workers together stop at the budget instead of each running its own
-count. A FAIL trial does not count: its cell is evaluated again by a later trial, and the
-budget stays a number of results. ``max_failed_trials`` bounds how many failures the study may
-collect, so that an objective that always raises cannot loop forever.
+Several workers share one study, and the budget counts the trials of the whole study. A worker
+starts a trial only while the COMPLETE and PRUNED trials plus the RUNNING ones are fewer than
+the budget. The workers therefore stop together at the budget. A FAIL trial does not count,
+because a later trial evaluates its cell again, and the budget stays a number of results.
+``max_failed_trials`` bounds how many failures the study may collect, so that an objective
+that always raises cannot loop forever.
 
 While running trials cover the rest of the budget, an idle worker waits instead of exiting:
 if one of those trials fails (its worker was killed), the idle worker runs the replacement.
@@ -47,12 +47,12 @@ COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 class StopReason(enum.Enum):
-    """Why a worker stopped."""
+    """Reason a worker stopped."""
 
-    BUDGET = "budget"  # The study holds n_trials COMPLETE or PRUNED trials.
+    BUDGET = "budget"  # The study has n_trials COMPLETE or PRUNED trials.
     EXHAUSTED = "exhausted"  # The partition sampler has no cell left to evaluate.
     TIMEOUT = "timeout"  # The worker's time limit passed.
-    FAILURES = "failures"  # The study holds max_failed_trials FAIL trials.
+    FAILURES = "failures"  # The study has max_failed_trials FAIL trials.
     TERMINATED = "terminated"  # A stop was requested (SIGTERM) while no trial ran.
 
 
@@ -84,7 +84,7 @@ class StudyCounts:
 
 @dataclass
 class WorkerResult:
-    """What one worker did.
+    """Outcome of one worker's run.
 
     Attributes:
         reason: Why the worker stopped.
@@ -141,7 +141,7 @@ class Worker:
         study: The study, with its sampler.
         objective: The objective function.
         n_trials: Budget: COMPLETE and PRUNED trials of the whole study, across workers.
-        max_failed_trials: The worker stops once the study holds this many FAIL trials.
+        max_failed_trials: The worker stops once the study has this many FAIL trials.
             Defaults to ``None`` (``n_trials``).
         timeout: Seconds after which the worker starts no new trial. Defaults to ``None`` (no
             limit). A running trial is never interrupted.
@@ -294,12 +294,12 @@ class Worker:
 def describe_stop(result: WorkerResult, n_trials: int, max_failed: int) -> str:
     """Return a one-line summary of why and after how many trials a worker stopped."""
     texts = {
-        StopReason.BUDGET: f"the study holds {n_trials} COMPLETE or PRUNED trials",
+        StopReason.BUDGET: f"the study has {n_trials} COMPLETE or PRUNED trials",
         StopReason.EXHAUSTED: "the sampler has no cell left to evaluate",
         StopReason.TIMEOUT: "the time limit passed",
         StopReason.TERMINATED: "a stop was requested (SIGTERM or SIGINT)",
         StopReason.FAILURES: (
-            f"the study holds {max_failed} FAIL trials (raise --max-failed-trials after fixing "
+            f"the study has {max_failed} FAIL trials (raise --max-failed-trials after fixing "
             "the cause in the objective's log)"
         ),
     }

@@ -66,7 +66,7 @@ class CommandError(Exception):
 
 
 class _Objective:
-    """The objective a worker runs, with what it tells about itself."""
+    """The objective a worker runs, with the search space and direction it declares."""
 
     def __init__(
         self,
@@ -318,11 +318,13 @@ def _dashboard_callbacks(every: int, sampler: str) -> list[Any]:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the storage is checked first.
     if args.config is not None:
         objective = load_config_objective(args.config)
     else:
         objective = load_objective(args.objective)
     direction = resolve_direction(args.direction, objective)
+    callbacks = _dashboard_callbacks(args.dashboard_every, args.sampler)
     seed = worker_seed(args.seed, args.worker_index)
     sampler = build_sampler(
         args.sampler,
@@ -332,6 +334,7 @@ def command_run(args: argparse.Namespace) -> int:
         n_trials=args.n_trials,
         decision_timeout=args.decision_timeout,
     )
+
     storage = _open(
         args, heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period
     )
@@ -341,6 +344,7 @@ def command_run(args: argparse.Namespace) -> int:
         f"{mask_url(args.storage)}: sampler {args.sampler} (seed {seed}), objective "
         f"{objective.label}, {direction}, budget {args.n_trials} trials."
     )
+
     worker = Worker(
         study,
         objective.function,
@@ -348,10 +352,11 @@ def command_run(args: argparse.Namespace) -> int:
         max_failed_trials=args.max_failed_trials,
         timeout=args.timeout,
         progress_bar=not args.no_progress_bar,
-        callbacks=_dashboard_callbacks(args.dashboard_every, args.sampler),
+        callbacks=callbacks,
     )
     with _redirect_logs_to_bar(not args.no_progress_bar), _stop_on_signals(worker):
         result = worker.run()
+
     max_failed = args.max_failed_trials or args.n_trials
     _logger.info(describe_stop(result, args.n_trials, max_failed))
     print_best(study)
@@ -435,9 +440,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run trials until the study holds --n-trials results",
+        help="run trials until the study has --n-trials results",
         description=(
-            "Run trials of a study until it holds --n-trials COMPLETE or PRUNED trials, "
+            "Run trials of a study until it has --n-trials COMPLETE or PRUNED trials, "
             "counted across every worker. Start this command once per worker; the first one "
             "creates the study."
         ),
@@ -510,7 +515,7 @@ def make_parser() -> argparse.ArgumentParser:
         "--max-failed-trials",
         type=_positive_int,
         metavar="M",
-        help="Stop (exit status 1) once the study holds M FAIL trials. Default: --n-trials.",
+        help="Stop (exit status 1) once the study has M FAIL trials. Default: --n-trials.",
     )
     run.add_argument(
         "--decision-timeout",
@@ -597,9 +602,9 @@ def _redirect_logs_to_bar(enabled: bool) -> contextlib.AbstractContextManager[An
 def _stop_on_signals(worker: Worker) -> Iterator[None]:
     """Turn SIGTERM and SIGINT into :meth:`Worker.request_stop` while the worker runs.
 
-    SIGTERM is what schedulers send before they kill a job (SLURM at the time limit or on
-    preemption, OAR on a best-effort job); failing the trial at once lets another worker
-    re-run its cell without waiting for a heartbeat grace period.
+    Schedulers send SIGTERM before they kill a job, for example SLURM at the time limit or on
+    preemption. Failing the trial at once lets another worker re-run its cell without waiting
+    for a heartbeat grace period.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

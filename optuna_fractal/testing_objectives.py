@@ -2,7 +2,7 @@
 
 ``optuna-fractal run --objective optuna_fractal.testing_objectives:branin`` runs the Branin
 function. The environment variable ``OPTUNA_FRACTAL_OBJECTIVE_SLEEP`` (seconds, default 0)
-makes each evaluation sleep, which stands in for an expensive objective when measuring how
+makes each evaluation sleep. The sleep simulates an expensive objective when measuring how
 workers scale or when killing workers in the middle of a trial.
 """
 

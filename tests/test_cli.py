@@ -356,8 +356,11 @@ def test_dashboard_every_saves_summary(sqlite_url: str) -> None:
 
 
 def test_dashboard_every_needs_partition_sampler(sqlite_url: str) -> None:
-    args = run_args(sqlite_url, unique_study_name("tpe"), 3, "--sampler", "tpe")
+    study_name = unique_study_name("tpe")
+    args = run_args(sqlite_url, study_name, 3, "--sampler", "tpe")
     assert main([*args, "--dashboard-every", "2"]) == 1
+    # The invalid option is reported before the study is created.
+    assert study_name not in optuna.get_all_study_names(sqlite_url)
 
 
 @pytest.mark.parametrize(

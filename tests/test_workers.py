@@ -1,9 +1,12 @@
 """Many worker processes on one study: every storage, killed workers, concurrent setup.
 
 The workers are real processes running ``optuna-fractal run``. After each run the study must
-satisfy the coordination invariants: no two COMPLETE trials share a cell (by the node id of
-their decision records and by their parameters), every claimed cell is COMPLETE or open
-again (or failed once its retries are used up), and no trial stays RUNNING.
+satisfy the coordination invariants:
+
+* no two COMPLETE trials share a cell, by the node ids of their decision records and by their
+  parameters;
+* every claimed cell is COMPLETE or open again, or failed once its retries are used up;
+* no trial stays RUNNING.
 """
 
 from __future__ import annotations
@@ -404,7 +407,9 @@ def test_killed_workers_heartbeat_postgres(fresh_postgres_url: str, tmp_path: Pa
 
     study = load_branin_study(url, study_name, heartbeat_interval=1, grace_period=2)
     time.sleep(3)  # The grace period of the last killed trial.
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     try:
         check_partition_invariants(study, n_trials, N_WORKERS)
         assert len(study.get_trials(states=(TrialState.FAIL,))) >= 1
@@ -587,7 +592,7 @@ def _full_record(trial: int, node: str) -> str:
     )
 
 
-# Each entry maps the number of the trial that holds the attribute to the attribute.
+# Each entry maps the number of the trial that gets the attribute to the attribute.
 _BROKEN_RECORDS = {
     "garbage JSON": lambda number: "{not json",
     "record of another trial": lambda number: _full_record(999, "r"),
@@ -680,6 +685,7 @@ study.optimize(branin, n_trials=1)
 """
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_heartbeat_fails_worker_killed_while_sampling(sqlite_url: str) -> None:
     # A worker killed inside study.ask(), before its trial has a decision, must be failed by
     # the heartbeat like a worker killed in its objective, instead of blocking every later
@@ -705,13 +711,13 @@ def test_heartbeat_fails_worker_killed_while_sampling(sqlite_url: str) -> None:
     dead = study.get_trials(states=(TrialState.RUNNING,))
     assert [t.number for t in dead] == [2]
 
-    asked: list[optuna.Trial] = []
-    thread = threading.Thread(target=lambda: asked.append(study.ask()), daemon=True)
+    next_trials: list[optuna.Trial] = []
+    thread = threading.Thread(target=lambda: next_trials.append(study.ask()), daemon=True)
     thread.start()
     thread.join(timeout=30)
     assert not thread.is_alive(), "study.ask() still waits for the killed worker's trial"
     assert study.trials[2].state == TrialState.FAIL
-    assert asked[0].number == 3
+    assert next_trials[0].number == 3
 
 
 def test_retry_callback_reclaims_failed_cell(sqlite_url: str) -> None:

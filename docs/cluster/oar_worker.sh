@@ -4,9 +4,9 @@
 #   oarsub --array 8 -t besteffort -t idempotent -l gpu=1,walltime=4:00:00 ./oar_worker.sh
 #
 # Best-effort jobs use idle GPUs and are killed when another job needs them. With
-# `-t idempotent`, OAR resubmits a job that ends in error or exits with status 99; this script
+# `-t idempotent`, OAR resubmits a job that ends in error or exits with status 99. This script
 # exits with 99 when the worker was stopped by a signal, so a killed worker comes back and
-# joins the study again, and a worker that finds the budget met exits with 0 for good.
+# joins the study again. A worker that finds the budget met exits with 0 for good.
 #
 # Edit the settings below. The storage URL carries no password: libpq reads ~/.pgpass, which
 # start_postgres.sh writes, and the home directory is shared by the nodes.

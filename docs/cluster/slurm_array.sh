@@ -4,8 +4,8 @@
 #   sbatch slurm_array.sh
 #
 # Each array task is one worker on one GPU. SLURM sends SIGTERM at the time limit (and on
-# preemption) and SIGKILL after the KillWait delay of slurm.conf; on SIGTERM the worker marks
-# its running trial FAIL so that another worker re-runs the cell at once. Submit the script
+# preemption), then SIGKILL after the KillWait delay of slurm.conf. On SIGTERM the worker marks
+# its running trial FAIL, so that another worker re-runs the cell at once. Submit the script
 # again (or more tasks) to continue the study: workers that find the budget met exit at once.
 #
 # --requeue lets SLURM put a preempted task back in the queue, where it rejoins the study.

@@ -4,7 +4,7 @@
 # Run it on the machine that hosts the database (a frontend or login node where the site allows
 # a long-running user process, or the first node of a long job). The first run creates the
 # database cluster, a password kept only in ~/.pgpass (mode 600), an entry in pg_hba.conf that
-# admits the workers' network, and the database; later runs only start the server.
+# admits the workers' network, and the database. Later runs only start the server.
 #
 #   ALLOW_CIDR=172.16.0.0/16 ./start_postgres.sh
 #
@@ -49,7 +49,7 @@ if [ ! -d "$DATA" ]; then
 listen_addresses = '$LISTEN_ADDRESS'
 port = $PGPORT
 unix_socket_directories = '$PGROOT'
-# Every worker holds one or two connections; the dashboard and fail-stale add a few.
+# Every worker opens one or two connections, and the dashboard and fail-stale add a few.
 max_connections = 200
 CONF
     echo "host all $USER $ALLOW_CIDR scram-sha-256" >> "$DATA/pg_hba.conf"
