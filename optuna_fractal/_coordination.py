@@ -25,6 +25,7 @@ import json
 import math
 import time
 from typing import Any
+import warnings
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -52,6 +53,11 @@ SEARCH_SPACE_KEY = "fractal:search_space"
 # Study system attribute holding the sampler settings the tree was built with (k, kind), so
 # that a restarted sampler with other settings is rejected instead of corrupting the tree.
 CONFIG_KEY = "fractal:config"
+
+# Trial system attribute set by the sampler's ``after_trial`` when a trial ends without a value.
+# Optuna calls ``after_trial`` only for trials that ran to their end, so a FAIL trial without it
+# was interrupted (killed worker, heartbeat, fence), which says nothing about its cell.
+OBJECTIVE_FAILED_KEY = "fractal:objective_failed"
 
 # Study user attribute counting nodes scored by the surrogate instead of evaluated (BaMSOO).
 GP_SCORED_USER_ATTR = "fractal:gp_scored_nodes"
@@ -324,7 +330,10 @@ def wait_for_turn(
         if heartbeat is None:
             heartbeat = _is_heartbeat_enabled(study)
         if heartbeat:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():
+                # Optuna marks fail_stale_trials experimental; this use is the documented one.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
         time.sleep(delay)
         delay = min(delay * 2, max_poll_interval)
 

@@ -13,6 +13,8 @@ from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.samplers import BaseSampler
 from optuna.samplers import RandomSampler
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
@@ -20,6 +22,7 @@ from optuna_fractal._coordination import check_config
 from optuna_fractal._coordination import copied_record
 from optuna_fractal._coordination import DecisionRecord
 from optuna_fractal._coordination import load_search_space
+from optuna_fractal._coordination import OBJECTIVE_FAILED_KEY
 from optuna_fractal._coordination import publish
 from optuna_fractal._coordination import read_record
 from optuna_fractal._coordination import records_of
@@ -226,9 +229,16 @@ class _PartitionSampler(BaseSampler):
                 # Only a running trial can claim a cell; `sample_*` called on a finished trial.
                 record = DecisionRecord(trial.number, ROLE_FOREIGN)
             else:
-                wait_for_turn(study, trial.number, decision_timeout=self._decision_timeout)
-                with self._lock:
-                    record = self._decide_and_publish(study, fresh)
+                # Heartbeats start before the wait, so that a worker killed while it waits or
+                # decides is failed after the grace period, like one killed in its objective.
+                # Optuna's own heartbeat thread starts only when `study.ask` returns. The first
+                # heartbeat is written here because the thread may not run before a kill.
+                if is_heartbeat_enabled(study._storage):
+                    study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+                with get_heartbeat_thread(trial._trial_id, study._storage):
+                    wait_for_turn(study, trial.number, decision_timeout=self._decision_timeout)
+                    with self._lock:
+                        record = self._decide_and_publish(study, fresh)
         with self._lock:
             self._records[key] = record
         return record
@@ -408,7 +418,15 @@ class _PartitionSampler(BaseSampler):
     ) -> None:
         self._independent_sampler.after_trial(study, trial, state, values)
         with self._lock:
-            self._records.pop((id(study._storage), trial._trial_id), None)
+            record = self._records.pop((id(study._storage), trial._trial_id), None)
+        if record is not None and record.role == ROLE_CELL and state != TrialState.COMPLETE:
+            try:
+                study._storage.set_trial_system_attr(trial._trial_id, OBJECTIVE_FAILED_KEY, True)
+            except UpdateFinishedTrialError:
+                _logger.warning(
+                    f"Trial {trial.number} was finished by another worker before its failure "
+                    "could be recorded; its cell counts it as an interrupted attempt."
+                )
 
 
 class SOOSampler(_PartitionSampler):
@@ -432,9 +450,12 @@ class SOOSampler(_PartitionSampler):
        continues: at depth ``h`` (from 0 to the deepest depth, capped by ``h_max``), the best
        leaf is expanded if its value is at least the best value expanded so far in the sweep.
     4. A trial that fails leaves its cell open, and the next trial evaluates it again, up to
-       ``max_retries`` times. When every attempt has failed, the cell is marked ``failed`` and
-       scores as the worst possible value: it stays in the tree (it can still be expanded when
-       it is the only leaf of its depth) but it never wins against a cell with a value.
+       ``max_retries`` times. A trial interrupted before its end (killed worker, stale
+       heartbeat) does not count toward ``max_retries``, but a cell interrupted more than
+       three times counts as failed. When every attempt has failed, the cell is marked
+       ``failed`` and scores as the worst possible value: it stays in the tree (it can still be
+       expanded when it is the only leaf of its depth) but it never wins against a cell with a
+       value.
     5. Every decision is stored in the trial's system attributes and made in trial-number order,
        so several workers sharing one storage never evaluate a cell twice, and a new process
        (after a crash, or another worker) continues the same tree. While other workers still run

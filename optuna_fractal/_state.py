@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_fractal._coordination import DecisionRecord
+from optuna_fractal._coordination import OBJECTIVE_FAILED_KEY
 from optuna_fractal._coordination import read_record
 from optuna_fractal._coordination import ROLE_CELL
 from optuna_fractal._coordination import trial_score
@@ -35,6 +36,12 @@ from optuna_fractal._tree import SURROGATE
 
 
 _logger = optuna.logging.get_logger(__name__)
+
+# Interrupted attempts (the worker was killed, or its heartbeat stopped) a cell may have before
+# it is marked failed. They are not the objective's fault, so they do not count toward
+# ``max_retries``; the limit only stops a cell whose parameters crash the worker process itself
+# (for example an out-of-memory kill) from being retried forever.
+MAX_INTERRUPTIONS = 3
 
 # Relative tolerance when checking that a trial evaluated its node's centre. Values go through
 # the storage as float64, which keeps them exact; the tolerance only absorbs step rounding.
@@ -205,6 +212,7 @@ class TreeState:
         self, node: Node, claim_numbers: list[int], by_number: dict[int, FrozenTrial]
     ) -> None:
         failures = 0
+        interruptions = 0
         status = OPEN
         for number in claim_numbers:
             trial = by_number.get(number)
@@ -220,14 +228,22 @@ class TreeState:
                 node.status, node.score, node.source = COMPLETE, score, EVALUATED
                 node.failures = failures
                 return
-            failures += 1
             status = OPEN
+            interrupted = (
+                state == TrialState.FAIL
+                and valid
+                and OBJECTIVE_FAILED_KEY not in trial.system_attrs
+            )
+            if interrupted:
+                interruptions += 1
+            else:
+                failures += 1
         node.failures = failures
         node.score = None
         node.source = None
         if status == RUNNING:
             node.status = RUNNING
-        elif failures > self.max_retries:
+        elif failures > self.max_retries or interruptions > MAX_INTERRUPTIONS:
             node.status = FAILED
         else:
             node.status = OPEN

@@ -402,3 +402,24 @@ def test_killed_process_resumes_same_cells(tmp_path: Path) -> None:
     assert states[9] == TrialState.FAIL
     complete = [t.params for t in study.trials if t.state == TrialState.COMPLETE]
     assert complete == [t.params for t in straight.trials]
+
+
+def test_interrupted_attempts_do_not_use_retries() -> None:
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(sampler=SOOSampler(max_retries=0, search_space=space))
+    # A killed worker's trial is failed by another process: Optuna never calls after_trial.
+    for attempt in range(4):
+        trial = study.ask()
+        assert trial.suggest_float("x", 0.0, 1.0) == 0.5
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        expected = "open" if attempt < 3 else "failed"
+        assert get_tree(study).node("r").state == expected, f"attempt {attempt}"
+
+
+def test_objective_failure_uses_retries() -> None:
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(sampler=SOOSampler(max_retries=0, search_space=space))
+    trial = study.ask()
+    trial.suggest_float("x", 0.0, 1.0)
+    study.tell(trial, state=TrialState.FAIL)
+    assert get_tree(study).node("r").state == "failed"
