@@ -70,8 +70,8 @@ class _UCBGate:
         finite = [node for node in evaluated if math.isfinite(node.score)]  # type: ignore[arg-type]
         if len(finite) < len(evaluated) and "non-finite" not in self._warned:
             _logger.warning(
-                f"Study {self._study_name!r} has {len(evaluated) - len(finite)} infinite "
-                "objective values; they are left out of the Gaussian process."
+                f"Study {self._study_name!r} has infinite objective values; they are left out "
+                "of the Gaussian process, which is fitted on the finite values only."
             )
             self._warned.add("non-finite")
         if len(finite) < 2:

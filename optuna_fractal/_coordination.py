@@ -218,6 +218,9 @@ def store_search_space(study: Study, distributions: dict[str, BaseDistribution])
     study._storage.set_study_system_attr(study._study_id, SEARCH_SPACE_KEY, json.dumps(data))
 
 
+_SAMPLER_CLASSES = {"soo": "SOOSampler", "bamsoo": "BaMSOOSampler"}
+
+
 def check_config(study: Study, config: dict[str, Any]) -> None:
     """Store the sampler settings on first use; reject a sampler with other settings later.
 
@@ -229,6 +232,14 @@ def check_config(study: Study, config: dict[str, Any]) -> None:
     if stored is None:
         study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, dict(config))
         return
+    stored_kind, kind = stored.get("kind"), config.get("kind")
+    if stored_kind is not None and stored_kind != kind:
+        raise ValueError(
+            f"Study {study.study_name!r} holds a partition tree built by "
+            f"{_SAMPLER_CLASSES.get(stored_kind, stored_kind)}, but this sampler is "
+            f"{_SAMPLER_CLASSES.get(kind, kind)}. Continue the study with "
+            f"{_SAMPLER_CLASSES.get(stored_kind, stored_kind)}, or use a new study."
+        )
     for name, value in config.items():
         if name in stored and stored[name] != value:
             raise ValueError(

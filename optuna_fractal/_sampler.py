@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Mapping
 import copy
+import numbers
 import threading
 from typing import Any
 from typing import TYPE_CHECKING
@@ -91,23 +93,41 @@ class _PartitionSampler(BaseSampler):
         decision_timeout: float = 120.0,
         warn_independent_sampling: bool = True,
     ) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
             raise ValueError(
                 f"k must be an integer >= 2 (the number of parts a cell is split into), got "
                 f"{k!r}. Use k=3, the value of the SOO paper."
             )
         if max_depth is not None and (
-            isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1
+            isinstance(max_depth, bool)
+            or not isinstance(max_depth, numbers.Integral)
+            or max_depth < 1
         ):
             raise ValueError(f"max_depth must be None or an integer >= 1, got {max_depth!r}.")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        if (
+            isinstance(max_retries, bool)
+            or not isinstance(max_retries, numbers.Integral)
+            or max_retries < 0
+        ):
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}.")
-        if not decision_timeout > 0:
+        if (
+            isinstance(decision_timeout, bool)
+            or not isinstance(decision_timeout, numbers.Real)
+            or not decision_timeout > 0
+        ):
             raise ValueError(
                 f"decision_timeout must be a positive number of seconds, got {decision_timeout!r}."
             )
         self._space: SearchSpace | None = None
         if search_space is not None:
+            if not isinstance(search_space, Mapping) or not all(
+                isinstance(d, BaseDistribution) for d in search_space.values()
+            ):
+                raise ValueError(
+                    f"search_space must map parameter names to Optuna distributions, got "
+                    f"{search_space!r}. Pass e.g. {{'x': optuna.distributions."
+                    "FloatDistribution(0.0, 1.0)}."
+                )
             self._space = SearchSpace(search_space)
             if self._space.n_splittable() == 0:
                 raise ValueError(
@@ -115,10 +135,10 @@ class _PartitionSampler(BaseSampler):
                     "there is nothing to search. Give at least one parameter a range with "
                     "low < high (or two choices)."
                 )
-        self._k = k
-        self._max_depth = max_depth
+        self._k = int(k)
+        self._max_depth = None if max_depth is None else int(max_depth)
         self._h_max = h_max
-        self._max_retries = max_retries
+        self._max_retries = int(max_retries)
         self._decision_timeout = float(decision_timeout)
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._warn_independent_sampling = warn_independent_sampling
@@ -229,6 +249,7 @@ class _PartitionSampler(BaseSampler):
                 # Only a running trial can claim a cell; `sample_*` called on a finished trial.
                 record = DecisionRecord(trial.number, ROLE_FOREIGN)
             else:
+                self._check_study(study, fresh)
                 # Heartbeats start before the wait, so that a worker killed while it waits or
                 # decides is failed after the grace period, like one killed in its objective.
                 # Optuna's own heartbeat thread starts only when `study.ask` returns. The first
@@ -243,11 +264,28 @@ class _PartitionSampler(BaseSampler):
             self._records[key] = record
         return record
 
+    def _check_study(self, study: Study, trial: FrozenTrial) -> None:
+        """Reject a sampler whose settings or search space differ from the study's tree.
+
+        The trial is failed before the error is raised: left RUNNING without a decision, it
+        would hold up every later trial for ``decision_timeout`` seconds.
+
+        Raises:
+            ValueError: If the study's tree was built with other settings or another space.
+        """
+        study_key = self._study_key(study)
+        if study_key in self._checked:
+            return
+        try:
+            check_config(study, self._config())
+            self._known_space(study)
+        except ValueError:
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            raise
+        self._checked.add(study_key)
+
     def _decide_and_publish(self, study: Study, trial: FrozenTrial) -> DecisionRecord:
         study_key = self._study_key(study)
-        if study_key not in self._checked:
-            check_config(study, self._config())
-            self._checked.add(study_key)
         try:
             record, state = self._decide(study, trial)
         except Exception:

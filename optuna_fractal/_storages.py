@@ -78,6 +78,20 @@ def _retryable_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+# Messages of the errors two processes get when they create Optuna's tables at the same moment:
+# PostgreSQL's duplicate `pg_type` row, MariaDB's 1050 (table exists) and 1062 (duplicate key).
+_SETUP_RACE_MARKERS = ("already exists", "duplicate", "pg_type_typname_nsp_index", "1050", "1062")
+
+
+def _is_setup_race(error: BaseException) -> bool:
+    import sqlalchemy.exc
+
+    if isinstance(error, sqlalchemy.exc.IntegrityError):
+        return True
+    text = str(error).lower()
+    return any(marker in text for marker in _SETUP_RACE_MARKERS)
+
+
 def _with_retries(action: str, url: str, function: Any) -> Any:
     """Call ``function()``, retrying after database errors with exponential backoff and jitter."""
     errors = _retryable_errors()
@@ -88,6 +102,11 @@ def _with_retries(action: str, url: str, function: Any) -> Any:
             return function()
         except errors as error:
             first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if not _is_setup_race(error):
+                # A refused connection, a missing database or bad credentials do not go away
+                # by waiting: report them at once.
+                _logger.error(f"{action} on {mask_url(url)} failed: {mask_url(first_line)}")
+                raise
             if attempt == attempts:
                 _logger.error(
                     f"{action} on {mask_url(url)} failed after {attempts} attempts: "

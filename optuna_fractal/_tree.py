@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Sequence
 from fractions import Fraction
+import numbers
 from typing import Protocol
 
 
@@ -128,12 +129,12 @@ class PartitionTree:
     """
 
     def __init__(self, axes: Sequence[Axis], k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 2:
             raise ValueError(f"k must be an integer >= 2 (parts per split), got {k!r}.")
         if len(axes) == 0:
             raise ValueError("The partition tree needs at least one axis.")
         self.axes = tuple(axes)
-        self.k = k
+        self.k = int(k)
         self._max_continuous_splits = 0
         while Fraction(1, k**self._max_continuous_splits) > MIN_CONTINUOUS_WIDTH:
             self._max_continuous_splits += 1

@@ -8,9 +8,11 @@ import re
 MASK = "***"
 
 # `scheme://user:password@host`: the password is everything between the first colon after the
-# user name and the last `@` before the host. The `@` may repeat inside an unencoded password,
-# so the match is greedy up to the last `@` that comes before any `/` or whitespace.
-_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):[^\s/]*@")
+# user name and the last `@` of the URL. `@` and `/` may both occur inside an unencoded password
+# (SQLAlchemy accepts them), so the match is greedy up to the last `@` before whitespace. A
+# later `@` in the same URL widens the mask, which errs on the safe side.
+# NOTE: a password containing whitespace is only masked up to the whitespace.
+_USERINFO_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):\S*@")
 
 # `?password=...` and similar query parameters (libpq, PyMySQL and redis-py accept them).
 _QUERY_PASSWORD = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)[^&\s#]*", re.IGNORECASE)

@@ -522,8 +522,8 @@ def make_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="S",
         help=(
-            "soo and bamsoo: seconds a trial may take to publish its sampling decision before "
-            "later trials fail it as a dead worker's trial. Default: the sampler's default."
+            "soo and bamsoo: seconds a trial may stay the oldest trial without a sampling "
+            "decision before later trials fail it as a dead worker's trial. Default: 120."
         ),
     )
     run.add_argument(
@@ -565,6 +565,10 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Loggers of this package and of the LLM objective (which reports building the base model).
+_PACKAGE_LOGGERS = ("optuna_fractal", "optuna_fractal_objectives")
+
+
 @contextlib.contextmanager
 def _package_logging() -> Any:
     """Print this package's INFO logs in Optuna's format while the command runs.
@@ -572,19 +576,21 @@ def _package_logging() -> Any:
     The previous settings come back afterwards, so that calling :func:`main` from Python
     leaves the caller's logging as it was.
     """
-    logger = logging.getLogger("optuna_fractal")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+    loggers = [logging.getLogger(name) for name in _PACKAGE_LOGGERS]
+    previous = [(logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+        for logger, (level, propagate) in zip(loggers, previous):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
 
 
 def _redirect_logs_to_bar(enabled: bool) -> contextlib.AbstractContextManager[Any]:
@@ -594,7 +600,7 @@ def _redirect_logs_to_bar(enabled: bool) -> contextlib.AbstractContextManager[An
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     return logging_redirect_tqdm(
-        loggers=[logging.getLogger("optuna"), logging.getLogger("optuna_fractal")]
+        loggers=[logging.getLogger(name) for name in ("optuna", *_PACKAGE_LOGGERS)]
     )
 
 

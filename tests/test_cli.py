@@ -140,7 +140,7 @@ def test_run_never_prints_password(postgres_url: str) -> None:
         optuna.delete_study(study_name=study_name, storage=postgres_url)
 
 
-def test_unreachable_storage_retries_without_password() -> None:
+def test_unreachable_storage_fails_at_once_without_password() -> None:
     code = (
         "import sys\n"
         "import optuna_fractal._storages as storages\n"
@@ -161,8 +161,19 @@ def test_unreachable_storage_retries_without_password() -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert SECRET not in output
-    assert "attempt 1 of 2" in output
+    # A refused connection does not go away by waiting: no retries.
+    assert "attempt 1 of 2" not in output
     assert "alice:***@127.0.0.1:9" in output
+
+
+def test_password_with_slash_is_masked() -> None:
+    from optuna_fractal._urls import mask_url
+
+    url = "postgresql+psycopg2://postgres:se/cr@t@127.0.0.1:5432/test"
+    assert mask_url(url) == "postgresql+psycopg2://postgres:***@127.0.0.1:5432/test"
+    assert mask_url(f"joins '{url}' now") == (
+        "joins 'postgresql+psycopg2://postgres:***@127.0.0.1:5432/test' now"
+    )
 
 
 # Storages.

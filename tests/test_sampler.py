@@ -291,6 +291,8 @@ def test_multi_objective_is_rejected_clearly() -> None:
         ({"max_depth": 0}, "max_depth must be None or an integer >= 1"),
         ({"max_retries": -1}, "max_retries must be an integer >= 0"),
         ({"decision_timeout": 0}, "decision_timeout must be a positive"),
+        ({"decision_timeout": "x"}, "decision_timeout must be a positive"),
+        ({"search_space": [1, 2]}, "search_space must map parameter names"),
         ({"search_space": {}}, "search space is empty"),
         ({"search_space": {"x": FloatDistribution(1.0, 1.0)}}, "single value"),
     ],
@@ -313,9 +315,26 @@ def test_restart_with_other_k_is_rejected_and_storage_untouched(sqlite_url: str)
     with pytest.raises(ValueError, match="k=3"):
         other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, catch=())
     after = optuna.load_study(study_name="s", storage=sqlite_url)
-    # The rejected attempt leaves one trial behind, but the stored trials are unchanged.
+    # The rejected attempt leaves one failed trial behind, and the stored trials are unchanged.
     assert [(t.number, t.state, t.params, t.system_attrs) for t in after.trials[:5]] == before
+    assert after.trials[5].state == TrialState.FAIL
     assert after._storage.get_study_system_attrs(after._study_id)[CONFIG_KEY]["k"] == 3
+    # The failed attempt holds up nobody: the right sampler continues at once.
+    right = optuna.load_study(
+        study_name="s", storage=sqlite_url, sampler=SOOSampler(k=3, decision_timeout=1000)
+    )
+    right.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert right.trials[-1].state == TrialState.COMPLETE
+
+
+def test_other_sampler_kind_is_rejected_by_class_name(sqlite_url: str) -> None:
+    from optuna_fractal import BaMSOOSampler
+
+    study = optuna.create_study(storage=sqlite_url, study_name="s", sampler=SOOSampler())
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    other = optuna.load_study(study_name="s", storage=sqlite_url, sampler=BaMSOOSampler())
+    with pytest.raises(ValueError, match="built by SOOSampler, but this sampler is BaMSOOSampler"):
+        other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, catch=())
 
 
 def test_search_space_given_up_front_lets_workers_start_together() -> None:
