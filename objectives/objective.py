@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 
+from optuna_fractal import ENVIRONMENT_FAILURE_ATTR
+
 from .config import load_config
 from .config import LoRAConfig
 from .instruction_data import InstructionSplits
@@ -157,6 +159,10 @@ class LoRAObjective:
                 raise
             reason = f"{type(error).__name__}: {error}"[:_MAX_FAILURE_MESSAGE]
             trial.set_user_attr("failure", reason)
+            if isinstance(error, FileNotFoundError):
+                # A missing file fails every trial alike: the partition samplers retry the cell
+                # once it is fixed instead of marking it failed.
+                trial.set_user_attr(ENVIRONMENT_FAILURE_ATTR, True)
             _logger.warning(f"Trial {trial.number} failed: {reason}")
             return float("nan")
         finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from optuna_fractal._bamsoo import BaMSOOSampler
 from optuna_fractal._bo import bo_baseline
+from optuna_fractal._coordination import ENVIRONMENT_FAILURE_ATTR
 from optuna_fractal._lhs import LHSSampler
 from optuna_fractal._sampler import SOOSampler
 from optuna_fractal._surrogate import BoTorchGP
@@ -21,6 +22,7 @@ from optuna_fractal._view import TreeView
 __version__ = "0.1.0"
 
 __all__ = [
+    "ENVIRONMENT_FAILURE_ATTR",
     "BaMSOOSampler",
     "BoTorchGP",
     "LHSSampler",

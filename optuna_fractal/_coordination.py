@@ -59,6 +59,11 @@ CONFIG_KEY = "fractal:config"
 # was interrupted (killed worker, heartbeat, fence), which says nothing about its cell.
 OBJECTIVE_FAILED_KEY = "fractal:objective_failed"
 
+# Trial user attribute an objective sets (to True) when a trial failed for a reason that does not
+# depend on its parameters (a missing file, a lost node). The cell is evaluated again and the
+# attempt counts neither toward ``max_retries`` nor as an interruption.
+ENVIRONMENT_FAILURE_ATTR = "fractal:environment_failure"
+
 # Study user attribute counting nodes scored by the surrogate instead of evaluated (BaMSOO).
 GP_SCORED_USER_ATTR = "fractal:gp_scored_nodes"
 

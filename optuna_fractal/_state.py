@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from optuna_fractal._coordination import DecisionRecord
+from optuna_fractal._coordination import ENVIRONMENT_FAILURE_ATTR
 from optuna_fractal._coordination import OBJECTIVE_FAILED_KEY
 from optuna_fractal._coordination import read_record
 from optuna_fractal._coordination import ROLE_CELL
@@ -229,6 +230,8 @@ class TreeState:
                 node.failures = failures
                 return
             status = OPEN
+            if trial.user_attrs.get(ENVIRONMENT_FAILURE_ATTR) is True:
+                continue
             interrupted = (
                 state == TrialState.FAIL
                 and valid

@@ -50,4 +50,5 @@ def test_docstring_example_runs(name: str) -> None:
     assert blocks, f"{name} has no runnable Example"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for block in blocks:
-        exec(compile(textwrap.dedent(block), f"<{name} example>", "exec"), {"__name__": "__example__"})
+        code = compile(textwrap.dedent(block), f"<{name} example>", "exec")
+        exec(code, {"__name__": "__example__"})

@@ -21,6 +21,8 @@ from typing import Any
 import optuna
 import pytest
 
+from optuna_fractal import ENVIRONMENT_FAILURE_ATTR
+
 
 pytest.importorskip("litgpt")
 pytest.importorskip("lm_eval")
@@ -300,6 +302,7 @@ def test_missing_data_fails_trial_and_study_continues(cache_dir: Path, data_file
     assert failed.state == optuna.trial.TrialState.FAIL
     assert "Data file not found" in failed.user_attrs["failure"]
     assert str(late_file) in failed.user_attrs["failure"]
+    assert failed.user_attrs[ENVIRONMENT_FAILURE_ATTR] is True
     assert completed.state == optuna.trial.TrialState.COMPLETE
 
 

@@ -20,6 +20,7 @@ from optuna.testing.pytest_samplers import SingleOnlySamplerTestCase
 from optuna.trial import TrialState
 import pytest
 
+from optuna_fractal import ENVIRONMENT_FAILURE_ATTR
 from optuna_fractal import get_tree
 from optuna_fractal import SOOSampler
 from optuna_fractal._coordination import CONFIG_KEY
@@ -442,3 +443,18 @@ def test_objective_failure_uses_retries() -> None:
     trial.suggest_float("x", 0.0, 1.0)
     study.tell(trial, state=TrialState.FAIL)
     assert get_tree(study).node("r").state == "failed"
+
+
+def test_environment_failure_keeps_cell_open() -> None:
+    space = {"x": FloatDistribution(0.0, 1.0)}
+    study = optuna.create_study(sampler=SOOSampler(max_retries=0, search_space=space))
+    for _ in range(5):
+        trial = study.ask()
+        trial.suggest_float("x", 0.0, 1.0)
+        trial.set_user_attr(ENVIRONMENT_FAILURE_ATTR, True)
+        study.tell(trial, state=TrialState.FAIL)
+        assert get_tree(study).node("r").state == "open"
+    trial = study.ask()
+    assert trial.suggest_float("x", 0.0, 1.0) == 0.5
+    study.tell(trial, 1.0)
+    assert get_tree(study).node("r").state == "complete"
