@@ -490,10 +490,12 @@ class SOOSampler(_PartitionSampler):
     4. A trial that fails leaves its cell open, and the next trial evaluates it again, up to
        ``max_retries`` times. A trial interrupted before its end (killed worker, stale
        heartbeat) does not count toward ``max_retries``, but a cell interrupted more than
-       three times counts as failed. When every attempt has failed, the cell is marked
-       ``failed`` and scores as the worst possible value: it stays in the tree (it can still be
-       expanded when it is the only leaf of its depth) but it never wins against a cell with a
-       value.
+       three times counts as failed. A trial whose user attribute
+       ``optuna_fractal.ENVIRONMENT_FAILURE_ATTR`` is ``True`` (the objective says the cause is
+       outside its parameters, such as a missing file) counts as neither. When every attempt
+       has failed, the cell is marked ``failed`` and scores as the worst possible value: it
+       stays in the tree (it can still be expanded when it is the only leaf of its depth) but
+       it never wins against a cell with a value.
     5. Every decision is stored in the trial's system attributes and made in trial-number order,
        so several workers sharing one storage never evaluate a cell twice, and a new process
        (after a crash, or another worker) continues the same tree. While other workers still run
