@@ -319,6 +319,11 @@ def _dashboard_callbacks(every: int, sampler: str) -> list[Any]:
 
 def command_run(args: argparse.Namespace) -> int:
     # Everything that can be checked without the storage is checked first.
+    if args.grace_period is not None and args.heartbeat_interval is None:
+        raise CommandError(
+            f"--grace-period {args.grace_period} has no effect without --heartbeat-interval. "
+            "Add --heartbeat-interval S (for example 60) to fail the trials of killed workers."
+        )
     if args.config is not None:
         objective = load_config_objective(args.config)
     else:

@@ -502,3 +502,25 @@ def test_best_command(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> No
     assert main(args) == 0
     assert "value 0.25, params {'x': 0.25}" in capsys.readouterr().out
     assert main(["best", "--storage", sqlite_url, "--study-name", "missing"]) == 1
+
+
+def test_grace_period_without_heartbeat_is_rejected(tmp_path: Path) -> None:
+    from optuna_fractal.cli import main
+
+    code = main(
+        [
+            "run",
+            "--storage",
+            f"sqlite:///{tmp_path}/g.db",
+            "--study-name",
+            "g",
+            "--objective",
+            "optuna_fractal.testing_objectives:branin",
+            "--n-trials",
+            "1",
+            "--grace-period",
+            "3",
+        ]
+    )
+    assert code != 0
+    assert not (tmp_path / "g.db").exists()
