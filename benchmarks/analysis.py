@@ -151,6 +151,48 @@ def mean_rank_table(frame: pd.DataFrame, budget: int, samplers: Sequence[str]) -
     return result
 
 
+def mean_rank_intervals(
+    frame: pd.DataFrame,
+    budget: int,
+    samplers: Sequence[str],
+    *,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Tabulate the mean rank with a 90% bootstrap interval per sampler and category.
+
+    The groups of a category are resampled with replacement. The interval treats groups as
+    independent, which instances of one BBOB function are not quite, so it is a rough guide to
+    which differences exceed the noise.
+
+    Returns:
+        Strings ``"mean [5th percentile, 95th percentile]"``, samplers as rows, categories as
+        columns.
+    """
+    ranked = ranks(frame, budget, samplers)
+    if ranked.empty:
+        return pd.DataFrame()
+    rng = np.random.default_rng(seed)
+    columns = {}
+    for category, part in ranked.groupby("category"):
+        table = part.pivot_table(index=GROUP_COLUMNS, columns="sampler", values="rank")
+        values = table.to_numpy()
+        picks = rng.integers(0, len(values), size=(resamples, len(values)))
+        boot = values[picks].mean(axis=1)
+        low, high = np.percentile(boot, [5, 95], axis=0)
+        means = values.mean(axis=0)
+        columns[category] = pd.Series(
+            [f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(means, low, high)],
+            index=table.columns,
+        )
+    result = pd.DataFrame(columns)
+    result = result[[c for c in _category_order(result.columns)]]
+    order = [s for s in mean_rank_table(frame, budget, samplers).index if s in result.index]
+    result = result.loc[order]
+    result.index.name = "sampler"
+    return result
+
+
 def _category_order(columns: Sequence[str]) -> list[str]:
     def key(name: str) -> tuple[int, int, str]:
         if name.startswith("BBOB"):

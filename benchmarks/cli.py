@@ -247,6 +247,9 @@ def _rank_report(frame, samplers: Sequence[str]) -> str:  # noqa: ANN001
             "(1 = best; last rows: groups and samplers per column):\n"
         )
         parts.append(analysis.to_markdown(table, "{:.2f}"))
+        intervals = analysis.mean_rank_intervals(frame, int(budget), present)
+        parts.append("\nThe same with 90% bootstrap intervals over groups:\n")
+        parts.append(analysis.to_markdown(intervals.fillna("")))
     return "\n".join(parts)
 
 

@@ -282,6 +282,8 @@ def test_mean_rank_table_values() -> None:
     assert table.loc["c", "BBOB 2-D"] == pytest.approx(2.25)
     assert table.loc["groups", "BBOB 2-D"] == 2
     assert table.loc["samplers", "BBOB 2-D"] == 3
+    intervals = analysis.mean_rank_intervals(pd.DataFrame(rows), 10, ["a", "b", "c"])
+    assert intervals.loc["b", "BBOB 2-D"] == "1.75 [1.00, 2.50]"
 
 
 def test_side_by_side_timing_table(tmp_path: Path) -> None:
