@@ -217,7 +217,11 @@ def plot_bamsoo_savings(frame: pd.DataFrame, directory: Path) -> list[Path]:
         return []
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(5.5, 3.6))
-    for index, ((category, budget), line) in enumerate(curve.groupby(["category", "budget"])):
+    groups = dict(list(curve.groupby(["category", "budget"])))
+    order = analysis.category_order([category for category, _ in groups])
+    keys = sorted(groups, key=lambda key: (order.index(key[0]), key[1]))
+    for index, (category, budget) in enumerate(keys):
+        line = groups[(category, budget)]
         color = f"C{index % 10}"
         x = line["trial"] + 1
         axis.plot(x, line["median"], color=color, label=f"{category} (budget {budget})")
