@@ -286,10 +286,11 @@ def _report(args: argparse.Namespace) -> int:
     print(_rank_report(frame, samplers))
     for budget in sorted(frame["budget"].unique()):
         part = frame[frame["budget"] == budget]
-        print(f"\nMean per-trial sampler time [ms] at budget {budget}, by dimension:\n")
-        time_table = part.groupby(["sampler", "dimension"])["sampler_seconds"].mean().unstack()
+        print(f"\nMean per-trial sampler time [ms] at budget {budget}, by category:\n")
+        time_table = part.groupby(["sampler", "category"])["sampler_seconds"].mean().unstack()
         time_table = time_table.loc[[s for s in samplers if s in time_table.index]]
-        time_table.columns = [f"{int(d)}-D" for d in time_table.columns]
+        time_table = time_table[analysis.category_order(list(time_table.columns))]
+        time_table.columns.name = None
         print(analysis.to_markdown(time_table * 1e3, "{:.3g}"))
     savings = analysis.bamsoo_savings(frame)
     if not savings.empty:
