@@ -216,12 +216,17 @@ def final_regret_table(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
     return summary.reset_index()
 
 
-def sampler_time_curve(frame: pd.DataFrame) -> pd.DataFrame:
-    """Compute the median and quartiles of the per-trial sampler time.
+def sampler_time_curve(frame: pd.DataFrame, cumulative: bool = False) -> pd.DataFrame:
+    """Compute the median and quartiles of the sampler time per sampler, category and trial.
 
-    Groups by sampler, dimension and trial.
+    With ``cumulative``, each run's sampler time is summed over its trials so far first.
     """
-    grouped = frame.groupby(["sampler", "dimension", "trial"])["sampler_seconds"]
+    frame = frame.sort_values(["run_id", "trial"])
+    seconds = frame["sampler_seconds"]
+    if cumulative:
+        seconds = seconds.groupby(frame["run_id"]).cumsum()
+    frame = frame.assign(seconds=seconds)
+    grouped = frame.groupby(["sampler", "category", "trial"])["seconds"]
     result = grouped.quantile([0.25, 0.5, 0.75]).unstack()
     result.columns = ["q25", "median", "q75"]
     return result.reset_index()

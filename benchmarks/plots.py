@@ -138,35 +138,51 @@ def plot_regret(frame: pd.DataFrame, directory: Path) -> list[Path]:
 
 
 def plot_sampler_time(
-    frame: pd.DataFrame, directory: Path, stem: str = "sampler_time"
+    frame: pd.DataFrame,
+    directory: Path,
+    stem: str = "sampler_time",
+    *,
+    cumulative: bool = False,
 ) -> list[Path]:
-    """Plot the median per-trial sampler time versus the trial number, one panel per dimension."""
+    """Plot the median sampler time versus the trial number, one panel per category.
+
+    Args:
+        frame: Results.
+        directory: Folder of the figure files.
+        stem: File name without extension. Defaults to ``"sampler_time"``.
+        cumulative: Plot the sampler time summed over the run's trials so far instead of the
+            time of each trial; BaMSOO alternates cheap trials with GP fits, which makes its
+            per-trial curve jagged. Defaults to ``False``.
+    """
     plt = _pyplot()
-    curve = analysis.sampler_time_curve(frame)
-    dimensions = sorted(curve["dimension"].unique())
-    rows, columns = _grid(len(dimensions), columns=3)
+    curve = analysis.sampler_time_curve(frame, cumulative=cumulative)
+    scale, unit = (1.0, "s") if cumulative else (1e3, "ms")
+    ylabel = f"cumulative sampler time [{unit}]" if cumulative else "sampler time per trial [ms]"
+    categories = analysis.category_order(list(curve["category"].unique()))
+    rows, columns = _grid(len(categories), columns=3)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for axis, dimension in zip(axes.flat, dimensions):
-        part = curve[curve["dimension"] == dimension]
+    for axis, category in zip(axes.flat, categories):
+        part = curve[curve["category"] == category]
         for sampler, line in part.groupby("sampler"):
             color = sampler_color(sampler)
             x = line["trial"] + 1
             axis.plot(
-                x, line["median"] * 1e3, color=color, label=sampler_label(sampler), linewidth=1.2
+                x, line["median"] * scale, color=color, label=sampler_label(sampler), linewidth=1.2
             )
             axis.fill_between(
-                x, line["q25"] * 1e3, line["q75"] * 1e3, color=color, alpha=0.15, linewidth=0
+                x, line["q25"] * scale, line["q75"] * scale, color=color, alpha=0.15, linewidth=0
             )
         axis.set_yscale("log")
-        axis.set_title(f"{dimension}-D problems", fontsize=9)
+        axis.set_title(category, fontsize=9)
         axis.set_xlabel("trial", fontsize=8)
-        axis.set_ylabel("sampler time per trial [ms]", fontsize=8)
+        axis.set_ylabel(ylabel, fontsize=8)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
 
-    for axis in list(axes.flat)[len(dimensions) :]:
+    for axis in list(axes.flat)[len(categories) :]:
         axis.set_visible(False)
-    figure.suptitle("Sampler time per trial (ask + tell), median and quartiles", fontsize=10)
+    title = "Cumulative sampler time" if cumulative else "Sampler time per trial"
+    figure.suptitle(f"{title} (ask + tell), median and quartiles over runs", fontsize=10)
     figure.tight_layout()
     handles, labels = axes.flat[0].get_legend_handles_labels()
     figure.legend(
@@ -322,6 +338,7 @@ def plot_all(
     if not frame.empty:
         paths += plot_regret(frame, directory)
         paths += plot_sampler_time(frame, directory)
+        paths += plot_sampler_time(frame, directory, "sampler_time_cumulative", cumulative=True)
         paths += plot_bamsoo_savings(frame, directory)
         for budget in sorted(frame["budget"].unique()):
             present = [

@@ -103,7 +103,8 @@ def test_tiny_profile_bamsoo_records_scored_nodes(tiny_output: Path) -> None:
 
 def test_tiny_profile_plots_written(tiny_output: Path) -> None:
     plots = tiny_output / "tiny" / "plots"
-    for stem in ("regret_bbob_2_d_b12", "sampler_time", "bamsoo_saved", "mean_rank_b12"):
+    stems = ("regret_bbob_2_d_b12", "sampler_time", "sampler_time_cumulative", "bamsoo_saved")
+    for stem in (*stems, "mean_rank_b12"):
         assert (plots / f"{stem}.png").stat().st_size > 0, stem
         assert (plots / f"{stem}.svg").stat().st_size > 0, stem
 
