@@ -216,6 +216,32 @@ def final_regret_table(frame: pd.DataFrame, budget: int) -> pd.DataFrame:
     return summary.reset_index()
 
 
+def median_regret_markdown(
+    frame: pd.DataFrame, budget: int, samplers: Sequence[str]
+) -> dict[str, str]:
+    """Format the median final regret per problem and sampler as one Markdown table per category.
+
+    The lowest median of each row is in bold. Problems without a known optimum are left out.
+    """
+    finals = final_rows(frame[(frame["budget"] == budget) & frame["regret"].notna()])
+    tables = {}
+    for category in category_order(list(finals["category"].unique())):
+        part = finals[finals["category"] == category]
+        wide = part.pivot_table(
+            index=["problem", "dimension"], columns="sampler", values="regret", aggfunc="median"
+        )
+        wide = wide[[s for s in samplers if s in wide.columns]]
+        cells = wide.map(lambda value: "" if np.isnan(value) else f"{value:.3g}")
+        for row_label, row in wide.iterrows():
+            best = row.min()
+            for sampler in wide.columns:
+                if row[sampler] == best:
+                    cells.loc[row_label, sampler] = f"**{cells.loc[row_label, sampler]}**"
+        cells.columns.name = None
+        tables[category] = to_markdown(cells)
+    return tables
+
+
 def sampler_time_curve(frame: pd.DataFrame, cumulative: bool = False) -> pd.DataFrame:
     """Compute the median and quartiles of the sampler time per sampler, category and trial.
 

@@ -296,6 +296,12 @@ def _report(args: argparse.Namespace) -> int:
     if not savings.empty:
         print("\nCells BaMSOO scored with the GP instead of evaluating them (final, per run):\n")
         print(analysis.to_markdown(savings, "{:.3g}", index=False))
+    for budget in sorted(frame["budget"].unique()):
+        print(f"\nMedian final regret at budget {budget}, per category (best in bold):\n")
+        medians = analysis.median_regret_markdown(frame, int(budget), samplers)
+        for category, table in medians.items():
+            print(f"{category}:\n\n{table}\n")
+
     print("\nFinal regret, median [q25, q75] over runs:\n")
     for budget in sorted(frame["budget"].unique()):
         summary = analysis.final_regret_table(frame, int(budget))
