@@ -7,7 +7,7 @@ The protocol (argued in ``docs/architecture.md``):
    it expanded and the sweep cursor after it. One key, so that a reader never sees half of it.
 2. A trial decides only after every lower-numbered trial that is still RUNNING has published
    its decision. Trial numbers are unique per study on every Optuna storage, so the decisions
-   form one sequence; each decider sees all claims before it and never picks a claimed cell.
+   form one sequence. Each decider reads all claims before it and never picks a claimed cell.
 3. A lower-numbered trial that stays undecided (its worker died while sampling) is failed after
    ``decision_timeout`` seconds of being the oldest undecided trial, or earlier by Optuna's
    heartbeat. Failing it is the fence: a finished trial cannot be written to, so a worker that
@@ -47,7 +47,7 @@ _logger = optuna.logging.get_logger(__name__)
 DECISION_KEY = "fractal:decision"
 
 # Study system attribute holding the search space the tree partitions, as JSON distributions.
-# Written once, by the first decider that knows the space; every later decider reads it.
+# The first decider that has the space writes it once, and every later decider reads it.
 SEARCH_SPACE_KEY = "fractal:search_space"
 
 # Study system attribute holding the sampler settings the tree was built with (k, kind), so
@@ -56,7 +56,7 @@ CONFIG_KEY = "fractal:config"
 
 # Trial system attribute set by the sampler's ``after_trial`` when a trial ends without a value.
 # Optuna calls ``after_trial`` only for trials that ran to their end, so a FAIL trial without it
-# was interrupted (killed worker, heartbeat, fence), which says nothing about its cell.
+# was interrupted (killed worker, heartbeat, fence), which is no evidence against its cell.
 OBJECTIVE_FAILED_KEY = "fractal:objective_failed"
 
 # Trial user attribute an objective sets (to True) when a trial failed for a reason that does not
@@ -83,7 +83,7 @@ class InvalidRecordError(ValueError):
 
 @dataclass
 class DecisionRecord:
-    """What one trial decided.
+    """Decision of one trial.
 
     Attributes:
         trial: Number of the trial that made the decision.
@@ -311,7 +311,7 @@ def wait_for_turn(
             failed as a dead worker's trial.
         poll_interval: First delay between storage polls, in seconds; it doubles up to
             ``max_poll_interval``.
-        max_poll_interval: Longest delay between polls, in seconds.
+        max_poll_interval: Maximum delay between polls, in seconds.
     """
     storage = study._storage
     blocker_number: int | None = None

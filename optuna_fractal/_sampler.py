@@ -491,7 +491,7 @@ class SOOSampler(_PartitionSampler):
        ``max_retries`` times. A trial interrupted before its end (killed worker, stale
        heartbeat) does not count toward ``max_retries``, but a cell interrupted more than
        three times counts as failed. A trial whose user attribute
-       ``optuna_fractal.ENVIRONMENT_FAILURE_ATTR`` is ``True`` (the objective says the cause is
+       ``optuna_fractal.ENVIRONMENT_FAILURE_ATTR`` is ``True`` (the objective reports a cause
        outside its parameters, such as a missing file) counts as neither. When every attempt
        has failed, the cell is marked ``failed`` and scores as the worst possible value: it
        stays in the tree (it can still be expanded when it is the only leaf of its depth) but

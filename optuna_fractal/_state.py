@@ -40,7 +40,7 @@ _logger = optuna.logging.get_logger(__name__)
 
 # Interrupted attempts (the worker was killed, or its heartbeat stopped) a cell may have before
 # it is marked failed. They are not the objective's fault, so they do not count toward
-# ``max_retries``; the limit only stops a cell whose parameters crash the worker process itself
+# ``max_retries``. This limit only stops a cell whose parameters crash the worker process itself
 # (for example an out-of-memory kill) from being retried forever.
 MAX_INTERRUPTIONS = 3
 

@@ -36,19 +36,19 @@ ROOT_ID = "r"
 MIN_CONTINUOUS_WIDTH = 1e-12
 
 # Node statuses.
-OPEN = "open"  # Needs an evaluation and no live trial holds it.
-RUNNING = "running"  # A trial that has not finished holds it.
+OPEN = "open"  # Needs an evaluation, and no live trial has claimed it.
+RUNNING = "running"  # Claimed by a trial that has not finished.
 COMPLETE = "complete"  # Has a value (evaluated, inherited or scored by a surrogate).
 FAILED = "failed"  # Every allowed attempt failed; it scores as the worst value.
 
-# Where a node's value comes from.
+# Sources of a node's value.
 EVALUATED = "evaluated"
 INHERITED = "inherited"
 SURROGATE = "gp"
 
 
 class Axis(Protocol):
-    """What the tree needs to know of one search-space axis."""
+    """Interface of one search-space axis, as the tree uses it."""
 
     @property
     def positions(self) -> tuple[float, ...] | None: ...

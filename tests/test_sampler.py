@@ -217,7 +217,8 @@ def test_failed_cell_is_retried_then_marked_failed() -> None:
     study.optimize(objective, n_trials=12, catch=(RuntimeError,))
     states = [t.state for t in study.trials]
     # Trial 1 (x = 1/6) fails, trial 2 retries the same cell and fails again.
-    assert states[1] == TrialState.FAIL and states[2] == TrialState.FAIL
+    assert states[1] == TrialState.FAIL
+    assert states[2] == TrialState.FAIL
     assert study.trials[1].params == study.trials[2].params
     assert list(attempts.values()) == [2]
     node = get_tree(study).node("r.0")
@@ -246,7 +247,8 @@ def test_foreign_trials_are_kept_out_of_tree() -> None:
     study.optimize(lambda t: (t.suggest_float("x", 0, 1) - 0.4) ** 2, n_trials=8)
     tree = get_tree(study)
     numbers = {n.trial_number for n in tree.nodes if n.value_source == "evaluated"}
-    assert 0 not in numbers and 1 not in numbers
+    assert 0 not in numbers
+    assert 1 not in numbers
     assert tree.node("r").params == {"x": 0.5}
     assert tree.node("r").trial_number == 2
 
@@ -308,7 +310,7 @@ def test_empty_range_is_rejected_by_optuna() -> None:
         FloatDistribution(2.0, 1.0)
 
 
-def test_restart_with_other_k_is_rejected_and_storage_untouched(sqlite_url: str) -> None:
+def test_other_k_rejected_storage_untouched(sqlite_url: str) -> None:
     study = optuna.create_study(storage=sqlite_url, study_name="s", sampler=SOOSampler(k=3))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=5)
     before = [(t.number, t.state, t.params, t.system_attrs) for t in study.trials]
@@ -320,7 +322,7 @@ def test_restart_with_other_k_is_rejected_and_storage_untouched(sqlite_url: str)
     assert [(t.number, t.state, t.params, t.system_attrs) for t in after.trials[:5]] == before
     assert after.trials[5].state == TrialState.FAIL
     assert after._storage.get_study_system_attrs(after._study_id)[CONFIG_KEY]["k"] == 3
-    # The failed attempt holds up nobody: the right sampler continues at once.
+    # The failed attempt blocks no later trial: the right sampler continues at once.
     right = optuna.load_study(
         study_name="s", storage=sqlite_url, sampler=SOOSampler(k=3, decision_timeout=1000)
     )
@@ -338,7 +340,7 @@ def test_other_sampler_kind_is_rejected_by_class_name(sqlite_url: str) -> None:
         other.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1, catch=())
 
 
-def test_search_space_given_up_front_lets_workers_start_together() -> None:
+def test_given_space_starts_workers_together() -> None:
     space = {"x": FloatDistribution(0, 1), "y": IntDistribution(0, 10)}
     study = optuna.create_study(sampler=SOOSampler(search_space=space))
     trials = [study.ask() for _ in range(4)]
