@@ -57,9 +57,12 @@ def save(figure, directory: Path, stem: str) -> list[Path]:  # noqa: ANN001
     """Save ``figure`` as ``stem.png`` and ``stem.svg`` in ``directory`` and close it."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{stem}.png", directory / f"{stem}.svg"]
-    for path in paths:
-        figure.savefig(path, dpi=120, bbox_inches="tight")
-    _pyplot().close(figure)
+    plt = _pyplot()
+    # A fixed salt and no date make the SVG text the same for the same data.
+    with plt.rc_context({"svg.hashsalt": "optuna-fractal-benchmarks"}):
+        figure.savefig(paths[0], dpi=110, bbox_inches="tight")
+        figure.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    plt.close(figure)
     return paths
 
 
