@@ -121,7 +121,7 @@ def full_profile(repetitions: int = 5, budget: int = 100) -> Profile:
     # lora-mixed has three instances; repetitions cycle through them.
     cases += [RunCase(ProblemSpec("lora-mixed", 6, r % 3 + 1), r, budget) for r in seeds]
     if llm_available() is None:
-        cases.append(RunCase(ProblemSpec("llm-cpu", 0), 0, LLM_BUDGET))
+        cases.append(RunCase(ProblemSpec("llm-cpu", default_dimension("llm-cpu")), 0, LLM_BUDGET))
     return Profile(
         "full",
         f"BBOB 2/5/10-D ({len(FULL_BBOB_FUNCTIONS)} functions), classic functions, tabular HPO, "

@@ -22,9 +22,11 @@ from benchmarks.cli import main  # noqa: E402
 from benchmarks.plots import plot_workers  # noqa: E402
 from benchmarks.plots import read_workers_csv  # noqa: E402
 from benchmarks.problems import BoxProblem  # noqa: E402
+from benchmarks.problems import default_dimension  # noqa: E402
 from benchmarks.problems import make_problem  # noqa: E402
 from benchmarks.problems import parse_problem  # noqa: E402
 from benchmarks.problems import ProblemSpec  # noqa: E402
+from benchmarks.profiles import get_profile  # noqa: E402
 from benchmarks.results import COLUMNS  # noqa: E402
 from benchmarks.results import completed_keys  # noqa: E402
 from benchmarks.runner import run_task  # noqa: E402
@@ -324,3 +326,15 @@ def test_workers_csv_missing_column(tmp_path: Path) -> None:
 def test_cli_rejects_zero_jobs(tmp_path: Path) -> None:
     assert main(["--profile", "tiny", "--output", str(tmp_path), "--jobs", "0"]) == 2
     assert not (tmp_path / "tiny" / "results.csv").exists()
+
+
+def test_full_profile_problems_build() -> None:
+    specs = {case.problem for case in get_profile("full").cases}
+    assert {spec.name for spec in specs} >= {"bbob-f01", "branin", "lora-mixed"}
+    for spec in sorted(specs):
+        if spec.name == "llm-cpu":
+            # Building it loads the LLM objective; its dimension must match its search space.
+            assert spec.dimension == default_dimension("llm-cpu")
+            continue
+        problem = make_problem(spec)
+        assert len(problem.search_space) == spec.dimension, spec.label
